@@ -1,0 +1,58 @@
+"""inspector train --product NAME --data DIR [--config PRESET|FILE] [--epochs N] [--device D] [--home DIR]"""
+
+from __future__ import annotations
+
+import argparse
+
+from inspector.cli.common import add_device, add_home, add_product
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a product's ADTR model on good images",
+        description="Train ADTR on the good images of a dataset (MVTec AD or folder layout, detected). "
+        "A validation fraction of the good images is held out for calibration and never trained on. "
+        "The model lands in <home>/engines/NAME/model.pt.",
+    )
+    add_product(p)
+    p.add_argument("--data", required=True, metavar="DIR", help="dataset directory (MVTec AD category or folder layout)")
+    p.add_argument("--config", default="default", metavar="PRESET|FILE",
+                   help="shipped preset (default, cpu-quick) or a YAML file (default: default)")
+    p.add_argument("--epochs", type=int, help="override the preset's epochs")
+    p.add_argument("--lr", type=float, help="override the preset's learning rate")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--val-fraction", type=float, help="share of good images held out for calibration (default 0.1)")
+    p.add_argument("--seed", type=int, help="override the preset's seed")
+    p.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    p.add_argument("--backbone-weights", metavar="PATH", help="local pretrained weights file for the backbone")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (engines/NAME/checkpoints/*.pt)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device(p)
+    add_home(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from inspector.config import load_preset, override
+    from inspector.train import train
+
+    preset = load_preset(args.config)
+    tcfg = override(preset.train, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                    val_fraction=args.val_fraction, seed=args.seed, threads=args.threads)
+    preset = dataclasses.replace(preset, train=_checked(tcfg))
+    r = train(args.product, args.data, preset, home=args.home, device=args.device, resume=args.resume,
+              backbone_weights=args.backbone_weights, progress=not args.no_progress)
+    print(f"trained {args.product}: {r.epochs} epochs on {r.n_train} images ({r.n_holdout} held out), "
+          f"final loss {r.final_loss:.5f}, {r.train_seconds:.1f} s training + {r.cache_seconds:.1f} s feature cache")
+    print(f"model: {r.model_path}")
+    return 0
+
+
+def _checked(tcfg):
+    """Re-validate overridden values against the config's ranges."""
+    from inspector.config import TrainConfig, load_dataclass, to_dict
+
+    return load_dataclass(TrainConfig, to_dict(tcfg), "command line")

@@ -1,0 +1,285 @@
+"""ADTR: Anomaly Detection TRansformer (You et al., 2022), with the paper's Table 4 ablation switches.
+
+A frozen CNN gives multi-scale features ``f`` on a stride-16 grid. A 1x1 projection takes them to
+``hidden_dim``; a transformer encoder-decoder, whose decoder is fed a learned *auxiliary query
+embedding* (one per token), reconstructs them; a 1x1 projection goes back to the feature dims. Trained on
+good parts only with MSE(f, f_hat). Anomaly scoring lives in ``scoring.py``.
+
+Ablation switches (config, not forks):
+- ``mixer``: ``attention`` (default), ``mlp`` (token-mixing MLP, no attention: "w/o Attn"),
+  ``cnn`` (3x3 convolutions in place of attention: "CNN");
+- ``query``: learned auxiliary query (default) or, when False, the decoder is fed the encoder's tokens
+  ("w/o Query");
+- ``target``: reconstruct ``features`` (default) or ``pixels`` (16x16 RGB patches as tokens);
+- ``backbone`` and ``multiscale`` (all ``feature_strides`` vs the last one only).
+
+This module imports nothing of training, export, runtime or streaming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inspector.errors import ConfigError
+from inspector.model.backbone import GRID_STRIDE, MultiScaleBackbone, build_backbone
+from inspector.model.weights import WeightsSource
+
+Mixer = Literal["attention", "mlp", "cnn"]
+Target = Literal["features", "pixels"]
+
+BACKBONE_CHOICES = (
+    "tf_efficientnet_lite0",
+    "tf_efficientnet_lite1",
+    "tf_efficientnet_lite2",
+    "efficientnet_b0",
+    "efficientnet_b4",
+    "resnet18",
+    "resnet34",
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one ADTR model. Sizes in pixels unless stated."""
+
+    backbone: str = field(default="tf_efficientnet_lite0", metadata={"choices": BACKBONE_CHOICES})
+    # Output strides of the backbone stages to use; each is resized to stride 16 and concatenated.
+    feature_strides: tuple[int, ...] = field(default=(2, 4, 8, 16), metadata={"choices_each": (2, 4, 8, 16, 32)})
+    multiscale: bool = True  # False: "last layer" ablation, only the last of feature_strides
+    input_size: int = field(default=224, metadata={"min": 32, "max": 1024})
+    hidden_dim: int = field(default=256, metadata={"min": 8, "max": 4096})
+    enc_layers: int = field(default=4, metadata={"min": 1, "max": 32})
+    dec_layers: int = field(default=4, metadata={"min": 1, "max": 32})
+    heads: int = field(default=8, metadata={"min": 1, "max": 64})
+    ffn_dim: int = field(default=1024, metadata={"min": 8, "max": 16384})
+    dropout: float = field(default=0.1, metadata={"min": 0.0, "max": 0.9})
+    mixer: Mixer = "attention"
+    query: bool = True
+    target: Target = "features"
+    # Scoring: Gaussian smoothing of the upsampled map (sigma in input pixels, 0 = off) and the
+    # average-pool window of the image score (default: one token's footprint, 16 px).
+    smoothing_sigma: float = field(default=0.0, metadata={"min": 0.0, "max": 64.0})
+    pool_size: int = field(default=16, metadata={"min": 1, "max": 512})
+
+    def validate(self, source: str = "<config>") -> None:
+        if self.input_size % GRID_STRIDE:
+            raise ConfigError(f"{source}: key 'model.input_size' = {self.input_size} must be a multiple of {GRID_STRIDE}")
+        if self.hidden_dim % self.heads:
+            raise ConfigError(
+                f"{source}: key 'model.hidden_dim' = {self.hidden_dim} must be divisible by 'model.heads' = {self.heads}"
+            )
+        if not self.feature_strides or any(s not in (2, 4, 8, 16, 32) for s in self.feature_strides):
+            raise ConfigError(
+                f"{source}: key 'model.feature_strides' = {list(self.feature_strides)}; allowed: a non-empty list of 2, 4, 8, 16, 32"
+            )
+        if list(self.feature_strides) != sorted(set(self.feature_strides)):
+            raise ConfigError(f"{source}: key 'model.feature_strides' must be strictly increasing")
+        if self.pool_size > self.input_size:
+            raise ConfigError(f"{source}: key 'model.pool_size' must not exceed model.input_size ({self.input_size})")
+
+    @property
+    def grid(self) -> int:
+        """Tokens per side: input_size / 16."""
+        return self.input_size // GRID_STRIDE
+
+    @property
+    def used_strides(self) -> tuple[int, ...]:
+        """The strides actually used: all of feature_strides, or the last one for the last-layer ablation."""
+        return self.feature_strides if self.multiscale else self.feature_strides[-1:]
+
+
+class ADTROutput(NamedTuple):
+    """Reconstruction target and its reconstruction, both ``(B, C, h, w)`` on the token grid."""
+
+    target: torch.Tensor
+    reconstruction: torch.Tensor
+
+
+# --- token mixers -------------------------------------------------------------------------------
+
+
+class Attention(nn.Module):
+    """Multi-head attention; the positional embedding is added to queries and keys, not values."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
+        kv = x if memory is None else memory
+        b, n, d = x.shape
+        h = self.heads
+        q = self.q(x + pos).view(b, n, h, d // h).transpose(1, 2)
+        k = self.k(kv + pos).view(b, kv.shape[1], h, d // h).transpose(1, 2)
+        v = self.v(kv).view(b, kv.shape[1], h, d // h).transpose(1, 2)
+        # Fused attention kernel (flash / memory-efficient on CUDA); exports to plain ONNX ops.
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+class MLPMixer(nn.Module):
+    """'w/o Attn': token mixing by an MLP across the token axis (MLP-Mixer style), no attention."""
+
+    def __init__(self, dim: int, tokens: int, dropout: float) -> None:
+        super().__init__()
+        self.mix = nn.Sequential(nn.Linear(tokens, tokens), nn.GELU(), nn.Dropout(dropout), nn.Linear(tokens, tokens))
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
+        src = x + pos if memory is None else x + memory + pos
+        return self.mix(src.transpose(1, 2)).transpose(1, 2)
+
+
+class ConvMixer(nn.Module):
+    """'CNN': two 3x3 convolutions over the token grid in place of attention (similar parameter count)."""
+
+    def __init__(self, dim: int, grid: int, dropout: float) -> None:
+        super().__init__()
+        self.grid = grid
+        self.conv = nn.Sequential(
+            nn.Conv2d(dim, dim, 3, padding=1), nn.GELU(), nn.Dropout(dropout), nn.Conv2d(dim, dim, 3, padding=1)
+        )
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
+        src = x + pos if memory is None else x + memory + pos
+        b, n, d = src.shape
+        g = src.transpose(1, 2).reshape(b, d, self.grid, n // self.grid)
+        return self.conv(g).flatten(2).transpose(1, 2)
+
+
+def _mixer(kind: str, dim: int, heads: int, grid: int, dropout: float) -> nn.Module:
+    if kind == "attention":
+        return Attention(dim, heads, dropout)
+    if kind == "mlp":
+        return MLPMixer(dim, grid * grid, dropout)
+    if kind == "cnn":
+        return ConvMixer(dim, grid, dropout)
+    raise ValueError(f"unknown mixer {kind!r}")
+
+
+# --- transformer layers (post-norm, as DETR / UniAD) ---------------------------------------------
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.hidden_dim
+        self.mix = _mixer(cfg.mixer, d, cfg.heads, cfg.grid, cfg.dropout)
+        self.ffn = FeedForward(d, cfg.ffn_dim, cfg.dropout)
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.drop(self.mix(x, pos)))
+        return self.norm2(x + self.drop(self.ffn(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.hidden_dim
+        self.self_mix = _mixer(cfg.mixer, d, cfg.heads, cfg.grid, cfg.dropout)
+        self.cross_mix = _mixer(cfg.mixer, d, cfg.heads, cfg.grid, cfg.dropout)
+        self.ffn = FeedForward(d, cfg.ffn_dim, cfg.dropout)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.drop(self.self_mix(x, pos)))
+        x = self.norm2(x + self.drop(self.cross_mix(x, pos, memory)))
+        return self.norm3(x + self.drop(self.ffn(x)))
+
+
+class Reconstructor(nn.Module):
+    """The ADTR transformer: ``(B, C, h, w)`` -> reconstruction ``(B, C, h, w)``.
+
+    ``h = w = cfg.grid``; C is the backbone's concatenated channel count (or 768 for pixel patches).
+    """
+
+    def __init__(self, in_channels: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        d, n = cfg.hidden_dim, cfg.grid * cfg.grid
+        self.use_query = cfg.query
+        self.input_proj = nn.Conv2d(in_channels, d, 1)
+        self.pos_embed = nn.Parameter(torch.zeros(1, n, d))
+        self.query_embed = nn.Parameter(torch.zeros(1, n, d)) if cfg.query else None
+        self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.dec_layers))
+        self.output_proj = nn.Conv2d(d, in_channels, 1)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if self.query_embed is not None:
+            nn.init.trunc_normal_(self.query_embed, std=0.02)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = f.shape
+        x = self.input_proj(f).flatten(2).transpose(1, 2)  # (B, N, d)
+        pos = self.pos_embed
+        for layer in self.encoder:
+            x = layer(x, pos)
+        memory = x
+        q = self.query_embed.expand(b, -1, -1) if self.query_embed is not None else memory
+        for layer in self.decoder:
+            q = layer(q, memory, pos)
+        out = q.transpose(1, 2).reshape(b, -1, h, w)
+        return self.output_proj(out)
+
+
+class PixelPatches(nn.Module):
+    """Target for the 'pixels' ablation: 16x16 RGB patches as 768-channel tokens, ``(B, 768, h, w)``."""
+
+    out_channels = 3 * GRID_STRIDE * GRID_STRIDE
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_unshuffle(x, GRID_STRIDE)
+
+
+class ADTR(nn.Module):
+    """Feature extractor (frozen) + reconstructor. ``forward`` always returns :class:`ADTROutput`."""
+
+    def __init__(self, cfg: ModelConfig, extractor: MultiScaleBackbone | PixelPatches) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.extractor = extractor
+        self.reconstructor = Reconstructor(extractor.out_channels, cfg)
+
+    def extract(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised images ``(B, 3, H, W)`` -> reconstruction target ``(B, C, H/16, W/16)``."""
+        with torch.no_grad():
+            return self.extractor(images)
+
+    def forward(self, images: torch.Tensor) -> ADTROutput:
+        f = self.extract(images)
+        return ADTROutput(f, self.reconstructor(f))
+
+
+# --- public constructor ------------------------------------------------------------------------
+
+
+def create_adtr(cfg: ModelConfig, backbone_weights: str | None = None) -> tuple[ADTR, WeightsSource | None]:
+    """Build ADTR for ``cfg`` with its pretrained frozen extractor.
+
+    Returns the model and where its backbone weights came from (None for the pixel target, which has no
+    backbone). Raises WeightsError when no pretrained weights are available.
+    """
+    if cfg.target == "pixels":
+        return ADTR(cfg, PixelPatches()), None
+    extractor, source = build_backbone(cfg.backbone, cfg.used_strides, backbone_weights)
+    return ADTR(cfg, extractor), source

@@ -1,0 +1,50 @@
+"""Camera frame -> normalised model input, as a torch module so it runs inside the exported graph.
+
+The same module prepares training images, so what a model was trained on and what an engine sees on
+the line are computed by the same operations.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Preprocess(nn.Module):
+    """``uint8 (B, H, W, 3)`` BGR frames -> ``float32 (B, 3, S, S)`` normalised RGB.
+
+    Steps: crop ``roi`` (x, y, w, h in frame pixels; None = whole frame), BGR->RGB, integer-factor
+    average pooling when the crop is at least twice the model size (anti-aliasing that exports to
+    plain AveragePool), bilinear resize to ``size``, scale to [0, 1], ``(x - mean) / std``.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        roi: tuple[int, int, int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.size = size
+        self.roi = roi
+        # Folding /255 into the affine map saves one pass over the frame.
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * std_t), persistent=False)
+        self.register_buffer("shift", -mean_t / std_t, persistent=False)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.roi is not None:
+            x, y, w, h = self.roi
+            frames = frames[:, y : y + h, x : x + w, :]
+        # BGR -> RGB by reversing the channel axis, then NHWC -> NCHW.
+        img = frames.flip(-1).permute(0, 3, 1, 2).to(self.scale.dtype)
+        h, w = img.shape[-2], img.shape[-1]
+        k = min(h // self.size, w // self.size)
+        if k >= 2:
+            img = F.avg_pool2d(img, kernel_size=k, stride=k)
+        if img.shape[-2] != self.size or img.shape[-1] != self.size:
+            img = F.interpolate(img, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return img * self.scale + self.shift

@@ -1,0 +1,92 @@
+"""Anomaly map and image score from a target and its reconstruction; the full inspection model.
+
+Anomaly map: L2 norm over channels of ``target - reconstruction`` on the token grid, bilinearly
+upsampled to the input size, optionally Gaussian-smoothed. Image score: the maximum of the map after
+average pooling with a window of one token's footprint (16 px at 224). For the pixel-reconstruction
+ablation the difference is unshuffled back to pixels first, so the map is full-resolution.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inspector.model.adtr import ADTR
+from inspector.model.backbone import GRID_STRIDE
+from inspector.model.preprocess import Preprocess
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """1-D normalised Gaussian of radius ceil(4 sigma), ``(K,)``."""
+    radius = max(1, math.ceil(4 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    return k / k.sum()
+
+
+class AnomalyScorer(nn.Module):
+    """``(target, reconstruction)`` -> ``(score (B,), anomaly_map (B, H, W))``.
+
+    ``map_size``: (h, w) of the returned map; default the input size. The score is always computed on
+    the input-size map, so it does not depend on the mask resolution.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        pixels: bool = False,
+        smoothing_sigma: float = 0.0,
+        pool_size: int = GRID_STRIDE,
+        map_size: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.pixels = pixels
+        self.pool_size = pool_size
+        self.map_size = map_size
+        if smoothing_sigma > 0:
+            self.register_buffer("kernel", gaussian_kernel(smoothing_sigma), persistent=False)
+        else:
+            self.kernel = None
+
+    def _smooth(self, m: torch.Tensor) -> torch.Tensor:
+        k = self.kernel
+        r = (k.numel() - 1) // 2
+        # Separable blur with edge replication, so borders are not darkened by zero padding.
+        m = F.conv2d(F.pad(m, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+        return F.conv2d(F.pad(m, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+
+    def forward(self, target: torch.Tensor, reconstruction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        diff = target - reconstruction
+        if self.pixels:
+            diff = F.pixel_shuffle(diff, GRID_STRIDE)
+        m = torch.linalg.vector_norm(diff, dim=1, keepdim=True)  # (B, 1, h, w)
+        if m.shape[-1] != self.input_size or m.shape[-2] != self.input_size:
+            m = F.interpolate(m, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        if self.kernel is not None:
+            m = self._smooth(m)
+        pooled = F.avg_pool2d(m, kernel_size=self.pool_size, stride=1)
+        score = pooled.flatten(1).amax(dim=1)
+        if self.map_size is not None and tuple(self.map_size) != (self.input_size, self.input_size):
+            m = F.interpolate(m, size=tuple(self.map_size), mode="bilinear", align_corners=False)
+        return score, m[:, 0]
+
+
+class InspectionModel(nn.Module):
+    """Frames in, result out: ``uint8 (B, H, W, 3)`` BGR -> ``score (B,)``, ``anomaly_map (B, h, w)``.
+
+    This is the graph that is exported to ONNX and served by every backend.
+    """
+
+    def __init__(self, preprocess: Preprocess, adtr: ADTR, scorer: AnomalyScorer) -> None:
+        super().__init__()
+        self.preprocess = preprocess
+        self.adtr = adtr
+        self.scorer = scorer
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        target, recon = self.adtr(self.preprocess(frames))
+        return self.scorer(target, recon)
