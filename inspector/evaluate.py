@@ -85,7 +85,7 @@ def compute_metrics(pred: Predictions) -> dict[str, Any]:
 
     out = block(np.ones(len(labels), bool))
     good = labels == 0
-    out["per_type"] = {t: block(good | (types == t)) for t in sorted(set(types[labels == 1]))}
+    out["per_type"] = {str(t): block(good | (types == t)) for t in sorted(set(types[labels == 1]))}
     return out
 
 

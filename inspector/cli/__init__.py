@@ -8,13 +8,23 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import pkgutil
 import sys
 
 from inspector import __version__
 from inspector.errors import InspectorError
 
-# Module names under inspector.cli, in the order the help lists them.
-VERBS = ("train", "evaluate", "synth")
+# Verbs listed first in the help, in this order; any other verb module found is listed after them.
+ORDER = ("demo", "train", "evaluate", "export", "build", "bench", "calibrate", "run", "listen", "ctl", "keys",
+         "ablate", "visualize", "synth")
+
+
+def verb_modules() -> list[str]:
+    """Modules under inspector.cli that define ``register`` (every module but the helpers)."""
+    import inspector.cli as pkg
+
+    found = {m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in ("common",)}
+    return [v for v in ORDER if v in found] + sorted(found - set(ORDER))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"inspector {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for verb in VERBS:
+    for verb in verb_modules():
         importlib.import_module(f"inspector.cli.{verb}").register(sub)
     return parser
 
