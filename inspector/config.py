@@ -180,7 +180,9 @@ class TrainConfig:
     val_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 0.9})
     seed: int = field(default=0, metadata={"min": 0})
     checkpoint_every: int = field(default=50, metadata={"min": 1})
-    # Speed knobs for CUDA: fused AdamW and torch.compile of the ADTR step. Ignored on CPU where unsupported.
+    # Speed knobs for CUDA (ignored on the CPU): whole-step CUDA-graph replay with fused AdamW, and
+    # torch.compile of the reconstructor.
+    cuda_graphs: bool = True
     compile: bool = False
     threads: int = field(default=0, metadata={"min": 0, "max": 256, "doc": "CPU threads; 0 = torch default"})
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from inspector.bundle import Checkpoint, load_checkpoint, model_path, save_checkpoint
 from inspector.config import Preset, to_dict
@@ -24,6 +23,7 @@ from inspector.model.adtr import ADTR, create_adtr
 from inspector.model.preprocess import Preprocess
 from inspector.model.weights import normalization
 from inspector.torchutil import resolve_device, seed_everything, set_threads, versions
+from inspector.trainstep import make_step
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,9 @@ def train(
     log.info("cached targets %s in %.1f s", tuple(targets.shape), cache_seconds)
 
     recon = model.reconstructor.to(dev)
-    opt = torch.optim.AdamW(
-        recon.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay, **({"fused": True} if dev.type == "cuda" else {})
-    )
+    module = torch.compile(recon) if (tcfg.compile and dev.type == "cuda") else recon
+    stepper = make_step(module, tcfg.lr, tcfg.weight_decay, tcfg.grad_clip, dev, tcfg.cuda_graphs)
+    opt = stepper.opt
     start_epoch, history = 0, []
     if resume:
         ckpt = load_checkpoint(resume)
@@ -111,7 +111,6 @@ def train(
         log.info("resuming %s from epoch %d", resume, start_epoch)
         if start_epoch >= tcfg.epochs:
             raise CheckpointError(f"{resume} already finished all {tcfg.epochs} epochs; raise --epochs to continue")
-    step_fn = torch.compile(recon) if (tcfg.compile and dev.type == "cuda") else recon
 
     data_info = {
         "root": str(Path(data).resolve()),
@@ -135,24 +134,18 @@ def train(
     bundle = model_path(home, product)
     n = len(targets)
     gen = torch.Generator(device="cpu").manual_seed(tcfg.seed)
+    for _ in range(start_epoch):  # replay the shuffles already consumed, so a resumed run matches an unbroken one
+        torch.randperm(n, generator=gen)
     bar = _progress(range(start_epoch, tcfg.epochs), progress, start_epoch, tcfg.epochs)
     t0 = time.perf_counter()
     recon.train()
     for epoch in bar:
         lr = lr_at(epoch, tcfg.lr, tcfg.epochs, tcfg.warmup_epochs, tcfg.lr_drop_at, tcfg.lr_drop_factor)
-        for group in opt.param_groups:
-            group["lr"] = lr
+        stepper.set_lr(lr)
         order = torch.randperm(n, generator=gen).to(dev)
         total = torch.zeros((), device=dev)
         for s in batches(n, tcfg.batch_size):
-            f = targets[order[s]]
-            loss = F.mse_loss(step_fn(f), f)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tcfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(recon.parameters(), tcfg.grad_clip)
-            opt.step()
-            total += loss.detach() * (s.stop - s.start)
+            total += stepper.step(targets[order[s]]) * (s.stop - s.start)
         epoch_loss = float(total) / n  # one host sync per epoch
         history.append(epoch_loss)
         if hasattr(bar, "set_postfix"):

@@ -1,0 +1,44 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each creates .venv if missing.
+#
+# torch comes from PyPI (on this project's CI machines pip takes the wheel cached on local disk).
+# A Jetson that only serves installs the core package alone (pip install .), or uses JetPack's
+# system torch/TensorRT/OpenCV through a --system-site-packages venv (see deploy/).
+
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: demo test test-fast lint bars clean-venv help
+
+help:
+	@echo "make demo   - set up .venv and run the end-to-end demo (synthetic cable product)"
+	@echo "make test   - set up .venv and run the test suite (real-data tests skip without ../shared)"
+	@echo "make lint   - ruff"
+	@echo "make bars   - the slow real-data quality bars (bottle, minutes of CPU)"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e ".[train,onnx,metrics,dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/inspector demo
+
+test: $(STAMP)
+	$(BIN)/ruff check inspector tests
+	$(BIN)/python -m pytest -q -m "not bars" --durations=15
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not bars"
+
+bars: $(STAMP)
+	$(BIN)/python -m pytest -q -m bars -s
+
+lint: $(STAMP)
+	$(BIN)/ruff check inspector tests
+
+clean-venv:
+	rm -rf $(VENV)

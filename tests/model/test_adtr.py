@@ -1,0 +1,73 @@
+"""Every Table-4 variant builds, trains a few steps and lowers its loss; config checks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from inspector.errors import ConfigError
+from inspector.model.adtr import ModelConfig, create_adtr
+from tests.conftest import TINY_MODEL
+
+VARIANTS = {
+    "attn+query": {},
+    "cnn": {"mixer": "cnn"},
+    "w/o attn": {"mixer": "mlp"},
+    "w/o query": {"query": False},
+    "pixels": {"target": "pixels"},
+    "last layer": {"multiscale": False},
+}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_variant_trains_and_lowers_loss(name):
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY_MODEL, **VARIANTS[name])
+    model, _ = create_adtr(cfg)
+    images = torch.randn(8, 3, cfg.input_size, cfg.input_size)
+    target = model.extract(images)
+    expect_c = 768 if cfg.target == "pixels" else model.extractor.out_channels
+    assert target.shape == (8, expect_c, cfg.grid, cfg.grid)
+    opt = torch.optim.AdamW(model.reconstructor.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = F.mse_loss(model.reconstructor(target), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_query_switch_changes_the_decoder_input():
+    with_q, _ = create_adtr(dataclasses.replace(TINY_MODEL, query=True))
+    without, _ = create_adtr(dataclasses.replace(TINY_MODEL, query=False))
+    assert with_q.reconstructor.query_embed is not None
+    assert with_q.reconstructor.query_embed.shape == (1, TINY_MODEL.grid**2, TINY_MODEL.hidden_dim)
+    assert without.reconstructor.query_embed is None
+
+
+def test_last_layer_uses_one_stage():
+    cfg = dataclasses.replace(TINY_MODEL, multiscale=False)
+    model, _ = create_adtr(cfg)
+    assert cfg.used_strides == (16,)
+    assert model.extractor.net.feature_info.reduction() == [16]
+
+
+def test_default_config_is_the_papers():
+    cfg = ModelConfig()
+    assert (cfg.hidden_dim, cfg.enc_layers, cfg.dec_layers, cfg.heads, cfg.ffn_dim, cfg.dropout) == (256, 4, 4, 8, 1024, 0.1)
+    assert cfg.input_size == 224 and cfg.grid == 14 and cfg.pool_size == 16 and cfg.smoothing_sigma == 0.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [({"input_size": 100}, "multiple of 16"), ({"hidden_dim": 30, "heads": 4}, "divisible"),
+     ({"feature_strides": (8, 4)}, "increasing"), ({"feature_strides": (3,)}, "allowed")],
+)
+def test_invalid_model_config(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        dataclasses.replace(ModelConfig(), **changes).validate("test.yaml")

@@ -1,0 +1,51 @@
+"""Anomaly map = L2 over channels, upsampled; score = max of the average-pooled map."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from inspector.model.scoring import AnomalyScorer, gaussian_kernel
+
+
+def test_map_is_channel_l2_norm_and_score_is_max_of_pooled_map():
+    torch.manual_seed(0)
+    t, r = torch.randn(2, 5, 4, 4), torch.randn(2, 5, 4, 4)
+    scorer = AnomalyScorer(input_size=64, pool_size=16)
+    score, amap = scorer(t, r)
+    norm = ((t - r) ** 2).sum(1, keepdim=True).sqrt()
+    expect = F.interpolate(norm, size=(64, 64), mode="bilinear", align_corners=False)[:, 0]
+    assert amap.shape == (2, 64, 64)
+    torch.testing.assert_close(amap, expect)
+    pooled = F.avg_pool2d(expect[:, None], 16, stride=1).flatten(1).amax(1)
+    torch.testing.assert_close(score, pooled)
+    assert (score <= amap.flatten(1).amax(1) + 1e-6).all()
+
+
+def test_smoothing_keeps_constant_maps_and_lowers_peaks():
+    t = torch.zeros(1, 3, 4, 4)
+    r = torch.zeros(1, 3, 4, 4)
+    r[0, :, 1, 1] = 1.0
+    plain = AnomalyScorer(64, pool_size=1)(t, r)
+    smooth = AnomalyScorer(64, smoothing_sigma=4.0, pool_size=1)(t, r)
+    assert smooth[1].max() < plain[1].max()
+    const = AnomalyScorer(64, smoothing_sigma=4.0)(torch.ones(1, 3, 4, 4), torch.zeros(1, 3, 4, 4))[1]
+    torch.testing.assert_close(const, torch.full_like(const, 3**0.5))
+    k = gaussian_kernel(2.0)
+    assert abs(float(k.sum()) - 1) < 1e-6 and k.numel() == 17
+
+
+def test_map_size_changes_only_the_map():
+    t, r = torch.randn(1, 4, 4, 4), torch.randn(1, 4, 4, 4)
+    s1, m1 = AnomalyScorer(64)(t, r)
+    s2, m2 = AnomalyScorer(64, map_size=(32, 48))(t, r)
+    torch.testing.assert_close(s1, s2)
+    assert m2.shape == (1, 32, 48)
+
+
+def test_pixel_target_gives_full_resolution_map():
+    t, r = torch.zeros(1, 768, 2, 2), torch.zeros(1, 768, 2, 2)
+    r[0, 0, 0, 0] = 2.0  # channel 0 of token (0,0) = red at pixel (0,0) after pixel_shuffle
+    _, m = AnomalyScorer(32, pixels=True, pool_size=1)(t, r)
+    assert m.shape == (1, 32, 32)
+    assert float(m[0, 0, 0]) == 2.0 and float(m[0, 0, 1]) == 0.0

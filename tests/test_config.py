@@ -1,0 +1,55 @@
+"""Strict configuration: unknown keys, wrong types and values out of range name the key and the file."""
+
+from __future__ import annotations
+
+import pytest
+
+from inspector.config import Preset, TrainConfig, load_dataclass, load_preset, preset_names
+from inspector.errors import ConfigError
+
+
+def test_shipped_presets_load():
+    assert {"default", "cpu-quick"} <= set(preset_names())
+    d = load_preset("default")
+    assert d.train.lr == 1e-4 and d.train.batch_size == 16 and d.train.lr_drop_at == 0.8
+    assert d.model.hidden_dim == 256
+    q = load_preset("cpu-quick")
+    assert q.train.lr == 1e-3
+
+
+def test_yaml_file_preset(tmp_path):
+    p = tmp_path / "mine.yaml"
+    p.write_text("model:\n  hidden_dim: 64\n  heads: 4\ntrain:\n  epochs: 3\n")
+    cfg = load_preset(p)
+    assert cfg.model.hidden_dim == 64 and cfg.train.epochs == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("model:\n  hiden_dim: 64\n", r"unknown key\(s\) \['model.hiden_dim'\]"),
+        ("train:\n  epochs: ten\n", "'train.epochs' must be int"),
+        ("train:\n  lr: -1\n", "'train.lr' = -1.0 is below the minimum 0.0"),
+        ("model:\n  mixer: rnn\n", "'model.mixer' must be 'attention' | 'mlp' | 'cnn'"),
+        ("model:\n  backbone: vgg\n", "not allowed; allowed:"),
+        ("- a\n- b\n", "top level must be a mapping"),
+        ("model: [\n", "invalid YAML"),
+    ],
+)
+def test_bad_config_names_key_and_file(tmp_path, text, match):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=match) as e:
+        load_preset(p)
+    assert "bad.yaml" in str(e.value)
+
+
+def test_unknown_preset_lists_the_shipped_ones():
+    with pytest.raises(ConfigError, match="shipped presets"):
+        load_preset("fast")
+
+
+def test_bool_is_not_an_int():
+    with pytest.raises(ConfigError, match="must be int"):
+        load_dataclass(TrainConfig, {"epochs": True}, "x.yaml")
+    assert load_dataclass(Preset, {}, "x").train == TrainConfig()
