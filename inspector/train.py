@@ -51,10 +51,15 @@ def mean_std(preset: Preset) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 @torch.no_grad()
 def cache_targets(model: ADTR, inputs: torch.Tensor, device: torch.device, batch: int = 32) -> torch.Tensor:
-    """Reconstruction targets of all inputs, ``(N, C, h, w)`` on ``device``."""
-    model.extractor.to(device)
-    out = [model.extract(inputs[s].to(device)) for s in batches(len(inputs), batch)]
-    return torch.cat(out)
+    """Reconstruction targets of all inputs, ``(N, C, h, w)`` on ``device``.
+
+    The frozen extractor runs once per image; the standardisation statistics are fitted on these
+    training targets and stored in the model, so export and serving apply exactly the same transform.
+    """
+    model.to(device)
+    raw = torch.cat([model.extractor(inputs[s].to(device)) for s in batches(len(inputs), batch)])
+    model.set_target_stats(raw)
+    return model.standardize(raw)
 
 
 def lr_at(epoch: int, base: float, epochs: int, warmup: int, drop_at: float, drop_factor: float) -> float:

@@ -31,6 +31,7 @@ TINY_MODEL = ModelConfig(
     ffn_dim=64,
     dropout=0.0,
     pool_size=16,
+    standardize=True,
 )
 TINY_TRAIN = TrainConfig(epochs=30, batch_size=8, lr=3e-3, grad_clip=1.0, val_fraction=0.2, checkpoint_every=10)
 TINY = Preset(model=TINY_MODEL, train=TINY_TRAIN)

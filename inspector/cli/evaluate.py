@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="image/pixel AUROC and AUPRO on a labelled test split",
         description="Evaluate a trained product on the test split of a dataset: image AUROC, pixel AUROC "
-        "and pixel AUPRO (PRO up to 30%% FPR, normalised), overall and per defect type.",
+        "and pixel AUPRO (PRO up to 30% FPR, normalised), overall and per defect type.",
     )
     add_product(p)
     p.add_argument("--data", required=True, metavar="DIR", help="dataset directory with test images and masks")

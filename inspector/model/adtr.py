@@ -61,6 +61,10 @@ class ModelConfig:
     mixer: Mixer = "attention"
     query: bool = True
     target: Target = "features"
+    # Standardise each target channel with its mean and std over the training set before reconstruction
+    # (not in the paper, which reconstructs raw features). Without it the L2 error is dominated by the
+    # few channels with the largest raw magnitudes; with it, every channel counts alike.
+    standardize: bool = False
     # Scoring: Gaussian smoothing of the upsampled map (sigma in input pixels, 0 = off) and the
     # average-pool window of the image score (default: one token's footprint, 16 px).
     smoothing_sigma: float = field(default=0.0, metadata={"min": 0.0, "max": 64.0})
@@ -259,11 +263,29 @@ class ADTR(nn.Module):
         self.cfg = cfg
         self.extractor = extractor
         self.reconstructor = Reconstructor(extractor.out_channels, cfg)
+        c = extractor.out_channels
+        # Per-channel target statistics (identity until set_target_stats); saved with the weights.
+        self.register_buffer("target_mean", torch.zeros(1, c, 1, 1))
+        self.register_buffer("target_std", torch.ones(1, c, 1, 1))
+
+    @torch.no_grad()
+    def set_target_stats(self, raw_targets: torch.Tensor) -> None:
+        """Fit the standardisation to raw targets ``(N, C, h, w)`` of the training set (if enabled)."""
+        if not self.cfg.standardize:
+            return
+        self.target_mean.copy_(raw_targets.mean(dim=(0, 2, 3), keepdim=True))
+        self.target_std.copy_(raw_targets.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
+
+    def standardize(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw targets -> the targets the reconstructor learns (identity when standardize is off)."""
+        if not self.cfg.standardize:
+            return raw
+        return (raw - self.target_mean) / self.target_std
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised images ``(B, 3, H, W)`` -> reconstruction target ``(B, C, H/16, W/16)``."""
         with torch.no_grad():
-            return self.extractor(images)
+            return self.standardize(self.extractor(images))
 
     def forward(self, images: torch.Tensor) -> ADTROutput:
         f = self.extract(images)

@@ -71,3 +71,18 @@ def test_default_config_is_the_papers():
 def test_invalid_model_config(changes, match):
     with pytest.raises(ConfigError, match=match):
         dataclasses.replace(ModelConfig(), **changes).validate("test.yaml")
+
+
+def test_standardisation_is_fitted_on_training_targets_and_saved():
+    cfg = dataclasses.replace(TINY_MODEL, standardize=True)
+    model, _ = create_adtr(cfg)
+    images = torch.randn(6, 3, cfg.input_size, cfg.input_size)
+    raw = model.extractor(images)
+    model.set_target_stats(raw)
+    z = model.extract(images)
+    torch.testing.assert_close(z.mean(dim=(0, 2, 3)), torch.zeros(z.shape[1]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.std(dim=(0, 2, 3)), torch.ones(z.shape[1]), atol=1e-3, rtol=0)
+    assert {"target_mean", "target_std"} <= set(model.state_dict())
+    off, _ = create_adtr(dataclasses.replace(TINY_MODEL, standardize=False))
+    off.set_target_stats(raw)
+    torch.testing.assert_close(off.extract(images), off.extractor(images))
