@@ -83,7 +83,9 @@ def collect_tokens(model: ADTR, preprocess: Preprocess, samples: tuple[Sample, .
     for sl in batches(len(usable), batch):
         chunk = usable[sl]
         target, recon = model(load_inputs((s.path for s in chunk), preprocess).to(device))
-        d = (target - recon).float()  # (B, C, grid, grid)
+        # d in the backbone's own feature units, as in the paper: when the model standardises its
+        # targets, scale the difference back by each channel's std (an identity otherwise).
+        d = ((target - recon) * model.target_std).float()  # (B, C, grid, grid)
         _, amap = scorer(target, recon)  # (B, S, S)
         tok_score = F.avg_pool2d(amap[:, None], kernel_size=size // grid)[:, 0]  # (B, grid, grid)
         for i, s in enumerate(chunk):
