@@ -55,4 +55,4 @@ def _checked(tcfg):
     """Re-validate overridden values against the config's ranges."""
     from inspector.config import TrainConfig, load_dataclass, to_dict
 
-    return load_dataclass(TrainConfig, to_dict(tcfg), "command line")
+    return load_dataclass(TrainConfig, to_dict(tcfg), "command line", prefix="train.")

@@ -181,11 +181,12 @@ def fingerprint(path: str | Path) -> str:
 
 
 def split_holdout(samples: tuple[Sample, ...], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Split good samples into (train, held-out) deterministically by seed; held-out gets round(n*fraction)."""
+    """Split good samples into (train, held-out) deterministically by seed.
+
+    The held-out part gets round(n * fraction) images, at least one when fraction > 0.
+    """
     n = len(samples)
-    n_hold = int(round(n * fraction))
-    if fraction > 0 and n_hold == 0 and n >= 2:
-        n_hold = 1
+    n_hold = max(1, int(round(n * fraction))) if fraction > 0 else 0
     if n - n_hold < 1:
         raise DataError(f"only {n} good images: cannot hold out {fraction:.0%} and still train")
     order = np.random.default_rng(seed).permutation(n)

@@ -36,15 +36,17 @@ class Preprocess(nn.Module):
         self.register_buffer("shift", -mean_t / std_t, persistent=False)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        # Cast first: the cast is then the only uint8 op in the exported graph (TensorRT-friendly), and
+        # the BGR->RGB flip runs on three small planes at the end instead of on the whole frame.
+        img = frames.to(self.scale.dtype)
         if self.roi is not None:
             x, y, w, h = self.roi
-            frames = frames[:, y : y + h, x : x + w, :]
-        # BGR -> RGB by reversing the channel axis, then NHWC -> NCHW.
-        img = frames.flip(-1).permute(0, 3, 1, 2).to(self.scale.dtype)
+            img = img[:, y : y + h, x : x + w, :]
+        img = img.permute(0, 3, 1, 2)
         h, w = img.shape[-2], img.shape[-1]
         k = min(h // self.size, w // self.size)
         if k >= 2:
             img = F.avg_pool2d(img, kernel_size=k, stride=k)
         if img.shape[-2] != self.size or img.shape[-1] != self.size:
             img = F.interpolate(img, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return img * self.scale + self.shift
+        return img.flip(1) * self.scale + self.shift
