@@ -1,0 +1,74 @@
+"""inspector export --product NAME [--fp16] [--frame WxH] [--roi x,y,w,h] [--mask-size WxH] [--max-batch N] [--home DIR]"""
+
+from __future__ import annotations
+
+import argparse
+
+from inspector.cli.common import add_home, add_product
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    """'WxH' (pixels) -> (H, W)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels, e.g. 1920x1080; got {text!r}") from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive; got {text!r}")
+    return h, w
+
+
+def roi_arg(text: str) -> tuple[int, int, int, int]:
+    """'x,y,w,h' (frame pixels) -> (x, y, w, h)."""
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected x,y,w,h in frame pixels, e.g. 640,200,800,800; got {text!r}") from None
+    return x, y, w, h
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a trained product to ONNX (frame in, score and anomaly map out)",
+        description="Export the product's model to engines/NAME/model.onnx (and model.fp16.onnx with --fp16) "
+        "with manifest.json. The graph takes raw uint8 [B, H, W, 3] BGR camera frames and does ROI crop, "
+        "resize, normalisation, the model, the anomaly map and the image score inside. Batch is dynamic "
+        "(1..--max-batch), the frame size fixed. Thresholds are not in the graph.",
+    )
+    add_product(p)
+    p.add_argument("--fp16", action="store_true", help="also write model.fp16.onnx (mixed precision; for GPUs)")
+    p.add_argument("--frame", type=size_arg, metavar="WxH",
+                   help="camera frame size (default: the size of the product's training images)")
+    p.add_argument("--roi", type=roi_arg, metavar="x,y,w,h", help="region of the frame to inspect (default: all)")
+    p.add_argument("--mask-size", type=size_arg, metavar="WxH",
+                   help="size of the returned anomaly map (default: the model's input size)")
+    p.add_argument("--max-batch", type=int, default=32, metavar="N", help="largest batch (default 32)")
+    p.add_argument("--layernorm", choices=("auto", "fp32", "fp16"), default="auto",
+                   help="LayerNorm precision in the fp16 graph (default auto: float32 if float16 could overflow)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset, at least 17 (default 18)")
+    p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs torch check")
+    add_home(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from inspector.bundle import bundle_dir
+    from inspector.export import ExportOptions, export
+
+    opts = ExportOptions(frame=args.frame, roi=args.roi, mask_size=args.mask_size, max_batch=args.max_batch,
+                         fp16=args.fp16, layernorm=args.layernorm, opset=args.opset, verify=not args.no_verify)
+    m = export(args.product, args.home, opts)
+    bundle = bundle_dir(args.home, args.product)
+    f = m["frame"]
+    print(f"exported {args.product}: frames uint8 [1..{m['max_batch']}, {f['height']}, {f['width']}, 3] BGR -> "
+          f"score [B], anomaly_map [B, {m['mask_size'][0]}, {m['mask_size'][1]}] (opset {m['opset']})")
+    for precision, entry in m["onnx"].items():
+        check = (m.get("verification") or {}).get(precision)
+        note = f", ONNX Runtime vs torch: max map diff {check['max_map_diff_rel']:.1e} x range" if check else ""
+        print(f"  {precision}: {bundle / entry['path']}{note}")
+    if m.get("fp16_decisions"):
+        d = m["fp16_decisions"]
+        print(f"  fp16: LayerNorm in {d['layernorm']} ({d['layernorm_reason']})")
+    print(f"manifest: {bundle / 'manifest.json'}")
+    return 0

@@ -1,0 +1,152 @@
+"""PyTorch backend: the product's serving graph (``inspector.graph``) run by torch itself.
+
+- CPU: the float32 model in eager mode (what "plain eager torch" means in the benchmark).
+- CUDA: the mixed-precision twin (float16 backbone and transformer, float32 preprocessing, scoring and,
+  when the export's overflow check said so, LayerNorms), replayed as CUDA graphs for fixed chunk sizes,
+  with uploads overlapping compute (``cuda_pipeline``). Optional ``torch.compile`` and channels-last
+  layout for the backbone's convolutions.
+
+The checkpoint must be the one the manifest was exported from (same sha256), so the torch, ONNX Runtime and
+TensorRT backends of one bundle always serve the same model. The CUDA path was not run on the machine
+this was written on (no GPU); ``deploy/gpu_check.sh`` runs it, its parity test and its benchmark on one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from inspector.bundle import load_checkpoint
+from inspector.errors import BackendError, CheckpointError
+from inspector.graph import build_inspection_model, spec_from_manifest, to_half
+from inspector.manifest import check_checkpoint
+from inspector.result import InferenceResult
+from inspector.runtime.base import Backend
+from inspector.runtime.common import Bundle, batch_limit, check_frames
+
+log = logging.getLogger(__name__)
+
+
+def choose_device(device: str) -> torch.device:
+    """'auto' (CUDA when torch sees a GPU), 'cpu', 'cuda' or 'cuda:N'; asking for a missing GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BackendError(f"torch: --device {device} asked for, but torch sees no CUDA GPU; use --device cpu "
+                               "or the onnxruntime backend")
+        return torch.device(device)
+    if device == "cpu":
+        return torch.device("cpu")
+    raise BackendError(f"torch: unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N")
+
+
+def choose_precision(precision: str, device: torch.device) -> str:
+    """'auto' is fp16 on CUDA and fp32 on the CPU; fp16 on the CPU is refused (slow, few kernels)."""
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    if precision not in ("fp32", "fp16"):
+        raise BackendError(f"torch: unknown precision {precision!r}; allowed: auto, fp32, fp16")
+    if precision == "fp16" and device.type != "cuda":
+        raise BackendError("torch: fp16 runs on CUDA only; use --precision fp32 on the CPU")
+    return precision
+
+
+def layernorm_fp32(manifest: dict[str, Any]) -> bool:
+    """The export's LayerNorm decision for the fp16 graph; float32 when the export made none (the safe side)."""
+    decisions = manifest.get("fp16_decisions") or {}
+    return decisions.get("layernorm", "fp32") == "fp32"
+
+
+class TorchBackend(Backend):
+    """The serving graph in torch, on the CPU (eager float32) or one CUDA GPU (fp16, CUDA graphs)."""
+
+    name = "torch"
+
+    def __init__(self, bundle: Bundle, device: str = "auto", precision: str = "auto", threads: int = 0,
+                 max_batch: int | None = None, graphs: bool = True, compile: bool = False,
+                 channels_last: bool = False, chunk: int = 8) -> None:
+        self._bundle = bundle
+        self._device = choose_device(device)
+        self._precision = choose_precision(precision, self._device)
+        self._max_batch = batch_limit(int(bundle.manifest["max_batch"]), max_batch)
+        try:
+            ckpt = load_checkpoint(check_checkpoint(bundle.path, bundle.manifest))
+        except CheckpointError as e:
+            raise BackendError(str(e)) from e
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self._threads = threads
+        model = build_inspection_model(ckpt, spec_from_manifest(bundle.manifest))
+        self._options = {"graphs": graphs, "compile": compile, "channels_last": channels_last, "chunk": chunk}
+        self._pipeline = None
+        if self._device.type == "cpu":
+            self._model = model
+            return
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
+        if self._precision == "fp16":
+            model = to_half(model, layernorm_fp32(bundle.manifest))
+        model = model.to(self._device).eval()
+        if channels_last:
+            model.adtr.to(memory_format=torch.channels_last)
+        # Freezing lets inductor fold the frozen BatchNorms into their convolutions (fewer kernels per frame).
+        self._model = torch.compile(model, dynamic=False, options={"freezing": True}) if compile else model
+        from inspector.runtime.cuda_pipeline import CudaPipeline
+
+        self._pipeline = CudaPipeline(self._model, self._device, bundle.frame_shape, bundle.mask_shape,
+                                      self._max_batch, chunk=chunk, graphs=graphs)
+        log.info("torch backend on %s (%s), %s, graphs=%s compile=%s channels_last=%s chunk=%d",
+                 self._device, torch.cuda.get_device_name(self._device), self._precision, graphs, compile,
+                 channels_last, chunk)
+
+    @property
+    def max_batch(self) -> int:
+        return self._max_batch
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        return self._bundle.frame_shape
+
+    def warm_up(self, batch: int) -> None:
+        """Capture (and compile) what a batch of ``batch`` frames needs, so the first real call is not slow."""
+        if self._pipeline is not None:
+            self._pipeline.warm_up(batch)
+
+    def infer(self, frames: np.ndarray) -> InferenceResult:
+        frames = check_frames(frames, self.frame_shape, self._max_batch, self.name)
+        try:
+            if self._pipeline is not None:
+                score, amap = self._pipeline.run(frames)
+            else:
+                with torch.inference_mode():
+                    s, m = self._model(torch.from_numpy(frames))
+                score, amap = s.numpy(), m.numpy()
+        except torch.cuda.OutOfMemoryError as e:
+            raise BackendError(f"torch: out of GPU memory on a batch of {len(frames)}: {e}") from e
+        return InferenceResult(score, amap)
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "backend": self.name,
+            "device": str(self._device),
+            "precision": self._precision,
+            "max_batch": self._max_batch,
+            "torch": str(torch.__version__),
+        }
+        if self._device.type == "cpu":
+            d["threads"] = self._threads or torch.get_num_threads()
+            d["mode"] = "eager"
+        else:
+            d["gpu"] = torch.cuda.get_device_name(self._device)
+            d.update(self._options)
+            d["layernorm_fp32"] = self._precision == "fp16" and layernorm_fp32(self._bundle.manifest)
+        return d
+
+    def close(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.close()
+            self._pipeline = None
+        self._model = None
