@@ -23,3 +23,8 @@ def add_device(p: argparse.ArgumentParser) -> None:
 
 def add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
+
+
+def add_curve_client(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--curve", nargs=2, metavar=("CLIENT_SECRET", "SERVER_PUBLIC"),
+                   help="CURVE: this client's NAME.key_secret and the daemon's server.key (see `inspector keys`)")

@@ -1,0 +1,181 @@
+"""The capture thread: read the source, stamp frames, queue them; reconnect with backoff when the camera dies.
+
+Camera health decisions (stall, backoff, lost/restored) come from the pure helpers in ``stall.py``; this
+module only applies them to a real source. Events go out through the ``event`` callback
+(``event(kind, message, detail)``), never by touching a socket from this thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from inspector.errors import SourceError
+from inspector.stream.config import SourceConfig
+from inspector.stream.frames import Frame, FrameQueue, TriggerBook
+from inspector.stream.sources import Source
+from inspector.stream.stall import Backoff, CameraState, StallDetector
+
+log = logging.getLogger(__name__)
+
+EventFn = Callable[[str, str, dict[str, Any]], None]
+
+
+class Capture:
+    """Owns the source. ``run()`` is the thread body; ``stop()`` ends it after the frame in hand is queued.
+
+    mode 'continuous' queues every frame read (subject to the queue's drop policy), tagging the first
+    frame after a trigger with its part id; mode 'trigger' queues only frames that serve a trigger.
+    """
+
+    def __init__(self, source: Source, cfg: SourceConfig, mode: str, queue: FrameQueue, triggers: TriggerBook,
+                 event: EventFn, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.source, self.cfg, self.mode = source, cfg, mode
+        self.queue, self.triggers, self.event = queue, triggers, event
+        self.clock, self.wall = clock, wall
+        self.camera = CameraState()
+        self.stall = StallDetector(cfg.stall_timeout_s if source.live else 0.0)
+        self.backoff = Backoff(cfg.reconnect_initial_s, cfg.reconnect_max_s, cfg.reconnect_factor)
+        self._stop = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
+        self._lock = threading.Lock()
+        self.next_id = 0
+        self.captured = 0  # frames queued for inspection (or dropped by the queue policy)
+        self.last_shape: tuple[int, int] | None = None
+        self.ended = threading.Event()
+        self.failed = False
+
+    # -- control (other threads) --------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+        self._resume.set()
+
+    def pause(self) -> None:
+        self._resume.clear()
+
+    def resume(self) -> None:
+        self._resume.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resume.is_set()
+
+    @property
+    def state(self) -> str:
+        return self.camera.state
+
+    def check_stall(self) -> None:
+        """Called periodically from another thread: a live source silent for stall_timeout_s is lost."""
+        now = self.clock()
+        with self._lock:
+            if self.camera.state == "up" and not self.paused and self.stall.stalled(now):
+                self._lost(now, f"{self.source.describe()}: no frame for {self.stall.idle_s(now):.1f} s "
+                                f"(stall_timeout_s {self.stall.timeout_s:g})")
+
+    # -- thread body --------------------------------------------------------------------------------------
+    def _lost(self, now: float, why: str) -> None:
+        ev = self.camera.lost(now)
+        if ev:
+            log.warning("camera lost: %s", why)
+            self.event("camera_lost", f"camera lost: {why}",
+                       {"source": self.source.describe(), "reason": why})
+
+    def _up(self, now: float) -> None:
+        ev = self.camera.up(now)
+        self.backoff.reset()
+        if ev:
+            log.info("camera restored after %.1f s: %s", ev[1], self.source.describe())
+            self.event("camera_restored", f"camera {self.source.describe()} restored after {ev[1]:.1f} s",
+                       {"source": self.source.describe(), "outage_s": round(ev[1], 3)})
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    def run(self) -> None:
+        opened = False
+        t_pace, n_paced = None, 0
+        try:
+            while not self._stop.is_set():
+                if not opened:
+                    try:
+                        self.source.open()
+                        opened = True
+                        with self._lock:
+                            self.stall.opened(self.clock())
+                    except SourceError as e:
+                        with self._lock:
+                            self._lost(self.clock(), str(e))
+                        self._sleep(self.backoff.next_delay())
+                        continue
+                if not self.source.live and not self._resume.is_set():
+                    self._resume.wait(0.2)  # a finite source is simply not read while paused
+                    continue
+                if not self.source.live and self.queue.policy == "block" and not self.queue.wait_space(0.2):
+                    # A file is read when the pipeline can take the frame, so its capture time is when it
+                    # entered the pipeline, not when it was read ahead.
+                    continue
+                try:
+                    r = self.source.read()
+                except SourceError as e:
+                    with self._lock:
+                        self._lost(self.clock(), str(e))
+                    self.source.close()
+                    opened = False
+                    self._sleep(self.backoff.next_delay())
+                    continue
+                if r.kind == "idle":
+                    self._sleep(self.cfg.watch_poll_ms / 1000)
+                    continue
+                if r.kind == "end":
+                    if self.cfg.at_end == "loop":
+                        self.source.close()
+                        opened = False
+                        continue
+                    log.info("source %s ended", self.source.describe())
+                    self.camera.ended()
+                    break
+                now = self.clock()
+                with self._lock:
+                    self.stall.frame(now)
+                    self._up(now)
+                fid = self.next_id
+                self.next_id += 1
+                if not self._resume.is_set():
+                    continue  # paused live camera: keep reading so the stream stays fresh
+                part = self.triggers.take(now)
+                if self.mode == "trigger" and part is None:
+                    continue
+                if r.image is not None:
+                    self.last_shape = r.image.shape[:2]
+                self._queue(Frame(fid, self.wall(), now, r.image, r.reason or None, part))
+                if self.cfg.rate_fps > 0:
+                    t_pace, n_paced = self._pace(t_pace, n_paced)
+        except Exception as e:  # noqa: BLE001 - the capture thread must report, not vanish
+            log.exception("capture thread failed")
+            self.failed = True
+            self.event("capture_error", f"capture thread failed: {e}", {"error": repr(e)})
+        finally:
+            self.source.close()
+            self.ended.set()
+
+    def _queue(self, frame: Frame) -> None:
+        self.captured += 1
+        # With the block policy a frame in hand is never given up on stop: the consumer drains the queue.
+        while not self.queue.put(frame, timeout=0.1):
+            if self.queue.policy != "block" or self.queue.closed:
+                return
+
+    def _pace(self, t0: float | None, n: int) -> tuple[float, int]:
+        now = self.clock()
+        if t0 is None:
+            return now, 0
+        n += 1
+        due = t0 + n / self.cfg.rate_fps
+        if due > now:
+            self._sleep(due - now)
+        return t0, n

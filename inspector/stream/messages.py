@@ -1,0 +1,236 @@
+"""Messages on the PUB socket: frozen dataclasses and pure JSON encode/decode (schema in docs/zeromq.md).
+
+Wire format, one ZeroMQ multipart message per dataclass:
+
+- frame 1: topic ``inspector/<line>/<kind>`` with kind ``result``, ``heartbeat``, ``status`` or ``event``;
+- frame 2: UTF-8 JSON header, always with ``schema``, ``type`` and ``line``;
+- frame 3 (results only, optional): the defect mask as a single-channel PNG, 0 = good, 255 = defect.
+
+End of stream is explicit: an :class:`EndOfStream` on the ``status`` topic, so a subscriber knows the
+difference between "the daemon stopped" and "the network is quiet". Timestamps are Unix seconds (float).
+Decoders ignore unknown header keys (newer minor additions) and refuse a different ``schema``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from inspector.errors import ProtocolError
+
+SCHEMA = 1
+TOPIC_PREFIX = "inspector"
+KINDS = ("result", "heartbeat", "status", "event")
+DECISIONS = ("PASS", "FAIL", "ERROR")
+
+
+@dataclass(frozen=True)
+class Region:
+    """One defect region: ``bbox`` (x, y, w, h) and ``area`` in frame pixels, ``peak`` the highest map value."""
+
+    bbox: tuple[int, int, int, int]
+    area: int
+    peak: float
+
+
+@dataclass(frozen=True)
+class MaskInfo:
+    """What frame 3 holds: a PNG of ``width`` x ``height``; ``space`` 'frame' (frame pixels) or 'mask'
+    (the model's mask grid, covering ``roi`` of the frame, or the whole frame when roi is None)."""
+
+    width: int
+    height: int
+    space: str
+    roi: tuple[int, int, int, int] | None = None
+    encoding: str = "png"
+
+
+@dataclass(frozen=True)
+class Result:
+    """The decision for one captured frame (or one trigger that got no frame). Exactly one per frame."""
+
+    line: str
+    product: str
+    frame_id: int | None
+    part_id: str | None
+    capture_ts: float
+    decision: str
+    score: float | None = None
+    normalized_score: float | None = None
+    threshold: float | None = None
+    regions: tuple[Region, ...] = ()
+    model_sha: str | None = None
+    calibration_id: str | None = None
+    backend: str | None = None
+    frame_size: tuple[int, int] | None = None  # (width, height) of the frame
+    error: str | None = None
+    mask: MaskInfo | None = None
+    publish_ts: float = 0.0
+    latency_ms: float = 0.0
+    type: str = field(default="result", init=False)
+
+    def __post_init__(self) -> None:
+        if self.decision not in DECISIONS:
+            raise ProtocolError(f"decision must be one of {DECISIONS}, got {self.decision!r}")
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Sent every ``zmq.heartbeat_ms``: is the daemon alive, how fast, how far behind, what is it running."""
+
+    line: str
+    ts: float
+    seq: int
+    uptime_s: float
+    fps: float  # results per second over the last heartbeat interval
+    frames: int  # frames captured for inspection since start
+    results: int  # results published since start
+    dropped: int  # frames dropped by the queue policy since start
+    errors: int  # ERROR results since start
+    queue_depth: int
+    queue_size: int
+    backend: str
+    product: str
+    calibration_id: str | None
+    camera: str  # connecting | up | lost | ended
+    paused: bool
+    mode: str
+    audit: str = "off"  # ok | failing | off: a late subscriber still learns that the audit trail is down
+    type: str = field(default="heartbeat", init=False)
+
+
+@dataclass(frozen=True)
+class Status:
+    """A change of the daemon's state: starting, running, paused, stopping."""
+
+    line: str
+    ts: float
+    state: str
+    product: str = ""
+    backend: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    type: str = field(default="status", init=False)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something an operator should know: camera_lost, camera_restored, audit_error, product_switched, ..."""
+
+    line: str
+    ts: float
+    kind: str
+    message: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    type: str = field(default="event", init=False)
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    """The last message of a run (status topic): no more results will come. Counts cover the whole run."""
+
+    line: str
+    ts: float
+    reason: str  # signal | source_ended | error
+    frames: int
+    results: int
+    dropped: int
+    type: str = field(default="end_of_stream", init=False)
+
+
+Message = Result | Heartbeat | Status | Event | EndOfStream
+_TYPES: dict[str, type] = {"result": Result, "heartbeat": Heartbeat, "status": Status, "event": Event,
+                           "end_of_stream": EndOfStream}
+_TOPIC_KIND = {"result": "result", "heartbeat": "heartbeat", "status": "status", "event": "event",
+               "end_of_stream": "status"}
+
+
+def kind_of(msg: Message) -> str:
+    """The topic kind a message is sent on (an end-of-stream goes on ``status``)."""
+    return _TOPIC_KIND[msg.type]
+
+
+def topic(line: str, kind: str) -> bytes:
+    """``inspector/<line>/<kind>`` as bytes (the SUB prefix filter)."""
+    if kind not in KINDS:
+        raise ProtocolError(f"topic kind must be one of {KINDS}, got {kind!r}")
+    return f"{TOPIC_PREFIX}/{line}/{kind}".encode()
+
+
+def _finite(x: Any) -> Any:
+    # JSON has no NaN/inf; a non-finite score is published as null rather than invalid JSON.
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return x
+
+
+def to_header(msg: Message) -> dict[str, Any]:
+    """The JSON header of a message as a dict (also the audit record)."""
+    return {"schema": SCHEMA, **_finite(dataclasses.asdict(msg))}
+
+
+def encode(msg: Message, mask_png: bytes | None = None) -> list[bytes]:
+    """``[topic, json header]`` or, for a result with a mask, ``[topic, json header, png]``."""
+    if mask_png is not None and not (isinstance(msg, Result) and msg.mask is not None):
+        raise ProtocolError("a mask frame is only sent with a result whose 'mask' describes it")
+    frames = [topic(msg.line, _TOPIC_KIND[msg.type]),
+              json.dumps(to_header(msg), separators=(",", ":"), allow_nan=False).encode()]
+    if mask_png is not None:
+        frames.append(mask_png)
+    return frames
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build ``cls`` from a header dict, recursing into nested dataclasses; unknown keys are ignored."""
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ProtocolError(f"{where}: header lacks required key '{f.name}'")
+            continue
+        v = data[f.name]
+        if f.name == "regions":
+            v = tuple(_build(Region, dict(r, bbox=tuple(r["bbox"])), f"{where}.regions") for r in v)
+        elif f.name == "mask" and v is not None:
+            v = _build(MaskInfo, dict(v, roi=tuple(v["roi"]) if v.get("roi") else None), f"{where}.mask")
+        elif f.name == "frame_size" and v is not None:
+            v = tuple(v)
+        kwargs[f.name] = v
+    return cls(**kwargs)
+
+
+def decode(frames: list[bytes]) -> tuple[Message, bytes | None]:
+    """Parse a multipart message into (message, mask PNG or None). ProtocolError says what is wrong."""
+    if len(frames) not in (2, 3):
+        raise ProtocolError(f"expected 2 or 3 message frames (topic, header[, mask]), got {len(frames)}")
+    try:
+        header = json.loads(frames[1])
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ProtocolError(f"header is not valid JSON: {e}") from e
+    if not isinstance(header, dict):
+        raise ProtocolError("header must be a JSON object")
+    if header.get("schema") != SCHEMA:
+        raise ProtocolError(f"header schema {header.get('schema')!r} is not the supported schema {SCHEMA}")
+    kind = header.get("type")
+    cls = _TYPES.get(kind)
+    if cls is None:
+        raise ProtocolError(f"unknown message type {kind!r}; known: {sorted(_TYPES)}")
+    expected = topic(str(header.get("line")), _TOPIC_KIND[kind])
+    if frames[0] != expected:
+        raise ProtocolError(f"topic {frames[0]!r} does not match the header (expected {expected!r})")
+    try:
+        msg = _build(cls, header, kind)
+    except (TypeError, KeyError) as e:
+        raise ProtocolError(f"malformed {kind} header: {e}") from e
+    mask = frames[2] if len(frames) == 3 else None
+    if mask is not None and (kind != "result" or msg.mask is None):
+        raise ProtocolError("a third frame is only allowed on a result whose header has 'mask'")
+    return msg, mask

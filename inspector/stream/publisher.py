@@ -1,0 +1,57 @@
+"""The PUB side: one socket, owned by the output thread, sending without ever blocking.
+
+A slow or dead subscriber never slows inspection: sends are ``NOBLOCK`` and the per-subscriber high-water
+mark makes ZeroMQ drop that subscriber's excess messages (see sockets.py). A send that still fails is
+counted in ``send_failures``, never raised into the pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import zmq
+
+from inspector.errors import ConfigError
+from inspector.stream import messages, security, sockets
+from inspector.stream.config import ZmqConfig
+from inspector.stream.messages import Message
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """PUB socket bound to ``cfg.publish``; CURVE server when ``cfg.curve.enabled`` (ZAP handler started by
+    the caller). Use from one thread only: ZeroMQ sockets are not thread-safe."""
+
+    def __init__(self, ctx: zmq.Context, cfg: ZmqConfig) -> None:
+        self.sock = sockets.pub_socket(ctx, cfg.sndhwm, cfg.linger_ms)
+        if cfg.curve.enabled:
+            security.make_server(self.sock, cfg.curve.server_secret_key)
+        self.endpoints = []
+        for ep in cfg.publish:
+            try:
+                self.sock.bind(ep)
+            except zmq.ZMQError as e:
+                self.sock.close(0)
+                raise ConfigError(f"cannot bind zmq.publish endpoint {ep!r}: {e}") from e
+            self.endpoints.append(self.sock.getsockopt_string(zmq.LAST_ENDPOINT))
+        self.sent = 0
+        self.send_failures = 0
+
+    def send(self, msg: Message, mask_png: bytes | None = None) -> bool:
+        """Send one message; False (and counted) when ZeroMQ refused it."""
+        try:
+            self.sock.send_multipart(messages.encode(msg, mask_png), flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self.send_failures += 1
+            return False
+        except zmq.ZMQError as e:
+            self.send_failures += 1
+            log.error("publish failed: %s", e)
+            return False
+        self.sent += 1
+        return True
+
+    def close(self, linger_ms: int | None = None) -> None:
+        """Close; queued messages are flushed for up to the socket's linger (SIGTERM loses no results)."""
+        self.sock.close(linger_ms)

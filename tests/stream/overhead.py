@@ -1,0 +1,128 @@
+"""Daemon overhead: end-to-end throughput of `inspector run` vs `inspector bench` for the same backend and frame.
+
+    python -m tests.stream.overhead --home H --product P --backend onnxruntime --device cpu --batch 1 \
+        --frames 200 --images DIR --rounds 2
+
+``bench``: ``inspector.bench.bench`` (what ``inspector bench`` runs) on random frames of the product's frame
+size. ``daemon``: the real daemon in this process with a memory source of the same size (the images of
+``--images`` resized, so decisions, masks and the audit are those of real parts; noise otherwise), every
+frame inspected (block policy), batches up to ``--batch``, publishing to a live subscriber over loopback
+TCP, audit on. Throughput = frames / (last publish - first capture), with the source as fast as the daemon
+takes frames. Latency (capture to publish) is measured in a second daemon run paced at ``--pace`` times the
+bench throughput, as a camera below capacity would be: at full speed it would mostly measure queueing.
+The runs alternate ``--rounds`` times, so load from other processes hits them alike. Not a pytest test: it needs an exported, calibrated product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from inspector.config import load_dataclass
+from inspector.stream.client import ControlClient, Subscriber
+from inspector.stream.config import DaemonConfig
+from inspector.stream.daemon import Daemon
+from inspector.stream.messages import EndOfStream, Heartbeat, Result
+
+
+def run_daemon(args: argparse.Namespace, frame_hw: tuple[int, int], tmp: Path, rate_fps: float = 0.0,
+               frames: int | None = None) -> dict:
+    cfg = load_dataclass(DaemonConfig, {
+        "line": "bench", "home": args.home, "product": args.product, "backend": args.backend, "device": args.device,
+        "threads": args.threads,
+        "source": {"kind": "memory", "uri": args.images or "", "width": frame_hw[1], "height": frame_hw[0],
+                   "frames": frames or args.frames, "rate_fps": rate_fps},
+        "pipeline": {"queue_size": args.queue or args.batch, "drop_policy": "block", "max_batch": args.batch,
+                     "batch_timeout_ms": 2, "start_paused": True},
+        "zmq": {"publish": ["tcp://127.0.0.1:0"], "control": "tcp://127.0.0.1:0", "heartbeat_ms": 500},
+        "audit": {"dir": str(tmp / "audit")}, "log": {"format": "text", "level": "warning"},
+    }, "overhead")
+    d = Daemon(cfg)
+    t = threading.Thread(target=d.run, kwargs={"install_signals": False}, daemon=True)
+    t.start()
+    if not d.wait_ready(300):
+        raise RuntimeError("daemon did not start")
+    sub = Subscriber(d.endpoints["publish"][0], line="bench")
+    while not isinstance((m := sub.recv(1000)) and m[0], Heartbeat):
+        pass
+    ControlClient(d.endpoints["control"]).request("resume")
+    results: list[Result] = []
+    while True:
+        m = sub.recv(60000)
+        if m is None:
+            raise RuntimeError("no message for 60 s")
+        if isinstance(m[0], Result):
+            results.append(m[0])
+        elif isinstance(m[0], EndOfStream):
+            break
+    t.join(60)
+    sub.close()
+    lat = np.array([r.latency_ms for r in results])
+    span = max(r.publish_ts for r in results) - min(r.capture_ts for r in results)
+    decisions = {k: sum(r.decision == k for r in results) for k in ("PASS", "FAIL", "ERROR")}
+    return {"frames": len(results), "fps": len(results) / span, "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)), "decisions": decisions}
+
+
+def run_bench(args: argparse.Namespace) -> tuple[dict, tuple[int, int]]:
+    from inspector.bench import bench, frame_pool
+    from inspector.runtime import open_backend
+
+    b = open_backend(args.backend, args.home, args.product, device=args.device, threads=args.threads,
+                     max_batch=args.batch)
+    try:
+        pool = frame_pool(max(8, 2 * args.batch), b.frame_shape)
+        r = bench({args.backend: b}, args.batch, args.frames, 5, pool)[0].summary()
+        return {"fps": r["throughput_fps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}, tuple(b.frame_shape)
+    finally:
+        b.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--home", required=True)
+    p.add_argument("--product", required=True)
+    p.add_argument("--backend", default="onnxruntime")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--frames", type=int, default=200)
+    p.add_argument("--images", help="folder of real part images for the daemon's memory source")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--queue", type=int, default=0, help="daemon queue size (default: the batch)")
+    p.add_argument("--pace", type=float, default=0.7,
+                   help="latency run: source paced at this share of the bench throughput (a camera below capacity)")
+    p.add_argument("--json", help="write the figures here")
+    args = p.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.rounds):
+            b, hw = run_bench(args)
+            d = run_daemon(args, hw, Path(tmp) / str(i))
+            paced = run_daemon(args, hw, Path(tmp) / f"p{i}", rate_fps=args.pace * b["fps"],
+                               frames=max(20, args.frames // 2))
+            rows.append({"bench": b, "daemon": d, "paced": paced, "ratio": d["fps"] / b["fps"]})
+            print(f"round {i}: bench {b['fps']:.2f} fps (p50 {b['p50_ms']:.1f} ms/frame) | daemon {d['fps']:.2f} fps "
+                  f"({d['decisions']}) | ratio {d['fps'] / b['fps']:.3f} | paced at {args.pace * b['fps']:.2f} fps: "
+                  f"latency p50 {paced['p50_ms']:.1f} ms, p99 {paced['p99_ms']:.1f} ms", flush=True)
+    bench_fps = sum(r["bench"]["fps"] for r in rows)
+    daemon_fps = sum(r["daemon"]["fps"] for r in rows)
+    out = {"frame": f"{hw[1]}x{hw[0]}", "backend": args.backend, "device": args.device, "batch": args.batch,
+           "rounds": rows, "ratio": daemon_fps / bench_fps,
+           "latency_p50_ms": float(np.median([r["paced"]["p50_ms"] for r in rows])),
+           "latency_p99_ms": float(np.median([r["paced"]["p99_ms"] for r in rows]))}
+    print(f"overall: daemon/bench throughput = {out['ratio']:.3f}; capture->publish latency at {args.pace:g}x the "
+          f"bench rate: p50 {out['latency_p50_ms']:.1f} ms, p99 {out['latency_p99_ms']:.1f} ms")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    main()
