@@ -36,7 +36,14 @@ def _scrape(port: int) -> str:
     return ""
 
 
-def test_one_result_per_frame_in_order_with_header_mask_heartbeats_audit_metrics(tmp_path):
+def test_one_result_per_frame_in_order_with_header_mask_heartbeats_audit_metrics(tmp_path, monkeypatch):
+    from inspector.stream.metrics import Metrics
+
+    # The daemon closes its metrics endpoint when the finite source ends; hold the close back until the
+    # scrape, so the scrape cannot race the shutdown on a slow machine.
+    held: list[Metrics] = []
+    real_close = Metrics.close
+    monkeypatch.setattr(Metrics, "close", lambda self: held.append(self))
     video = write_video(tmp_path / "v.avi", 30)
     port = _free_port()
     cfg = config(tmp_path, {"kind": "file", "uri": str(video)}, metrics={"port": port, "host": "127.0.0.1"})
@@ -45,6 +52,8 @@ def test_one_result_per_frame_in_order_with_header_mask_heartbeats_audit_metrics
         assert got.eos is not None, "no end of stream"
         scrape = _scrape(port)
         assert line.stop() == 0
+    for m in held:
+        real_close(m)
     assert [r.frame_id for r in got.results] == list(range(30))
     assert [r.decision for r in got.results] == [expected_decision(i) for i in range(30)]
     assert got.eos.frames == 30 and got.eos.results == 30 and got.eos.dropped == 0 and got.eos.reason == "source_ended"
