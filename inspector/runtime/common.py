@@ -11,6 +11,7 @@ import numpy as np
 from inspector.bundle import bundle_dir
 from inspector.errors import BackendError, CheckpointError
 from inspector.manifest import frame_shape, load_manifest, mask_shape
+from inspector.runtime.base import Backend
 
 PRECISION_CHOICES = ("auto", "fp32", "fp16")
 
@@ -69,3 +70,18 @@ def check_frames(frames: np.ndarray, frame_shape: tuple[int, int], max_batch: in
     if not 1 <= len(frames) <= max_batch:
         raise BackendError(f"{backend}: batch of {len(frames)} frames; allowed 1..{max_batch}")
     return np.ascontiguousarray(frames)
+
+
+class BundledBackend(Backend):
+    """A backend serving one exported bundle: the frame shape comes from its manifest, the batch is capped."""
+
+    _bundle: Bundle
+    _max_batch: int
+
+    @property
+    def max_batch(self) -> int:
+        return self._max_batch
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        return self._bundle.frame_shape

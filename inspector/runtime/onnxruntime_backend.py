@@ -18,8 +18,7 @@ import numpy as np
 from inspector.errors import BackendError, CheckpointError
 from inspector.manifest import onnx_file
 from inspector.result import INPUT_NAME, OUTPUT_NAMES, InferenceResult
-from inspector.runtime.base import Backend
-from inspector.runtime.common import Bundle, batch_limit, check_frames
+from inspector.runtime.common import Bundle, BundledBackend, batch_limit, check_frames
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ def choose_precision(precision: str, provider: str, manifest: dict[str, Any]) ->
     return precision
 
 
-class OnnxRuntimeBackend(Backend):
+class OnnxRuntimeBackend(BundledBackend):
     """An ``onnxruntime.InferenceSession`` over the product's verified ONNX file."""
 
     name = "onnxruntime"
@@ -103,14 +102,6 @@ class OnnxRuntimeBackend(Backend):
         self._ort_version = ort.__version__
         log.info("onnxruntime %s: %s, %s, %s threads", ort.__version__, path.name, self._provider,
                  threads or "default")
-
-    @property
-    def max_batch(self) -> int:
-        return self._max_batch
-
-    @property
-    def frame_shape(self) -> tuple[int, int]:
-        return self._bundle.frame_shape
 
     def infer(self, frames: np.ndarray) -> InferenceResult:
         frames = check_frames(frames, self.frame_shape, self._max_batch, self.name)

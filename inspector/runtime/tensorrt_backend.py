@@ -22,8 +22,7 @@ from inspector.errors import BackendError
 from inspector.manifest import find_engine
 from inspector.model.weights import sha256_file
 from inspector.result import INPUT_NAME, OUTPUT_NAMES, InferenceResult
-from inspector.runtime.base import Backend
-from inspector.runtime.common import Bundle, batch_limit, check_frames
+from inspector.runtime.common import Bundle, BundledBackend, batch_limit, check_frames
 from inspector.runtime.tensorrt_build import gpu_identity, import_tensorrt
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ def engine_io(engine: Any, trt: Any) -> dict[str, tuple[bool, Any]]:
     return io
 
 
-class TensorRTBackend(Backend):
+class TensorRTBackend(BundledBackend):
     """One execution context of the product's plan on one GPU; owns its device and pinned host buffers."""
 
     name = "tensorrt"
@@ -127,14 +126,6 @@ class TensorRTBackend(Backend):
         self._staging = torch.empty((self._max_batch, h, w, 3), dtype=torch.uint8, pin_memory=True)
         log.info("tensorrt %s: %s on %s (sm%s), max batch %d", trt.__version__, entry["plan"], gpu, cc,
                  self._max_batch)
-
-    @property
-    def max_batch(self) -> int:
-        return self._max_batch
-
-    @property
-    def frame_shape(self) -> tuple[int, int]:
-        return self._bundle.frame_shape
 
     def infer(self, frames: np.ndarray) -> InferenceResult:
         torch = self._torch

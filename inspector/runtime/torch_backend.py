@@ -24,8 +24,7 @@ from inspector.errors import BackendError, CheckpointError
 from inspector.graph import build_inspection_model, spec_from_manifest, to_half
 from inspector.manifest import check_checkpoint
 from inspector.result import InferenceResult
-from inspector.runtime.base import Backend
-from inspector.runtime.common import Bundle, batch_limit, check_frames
+from inspector.runtime.common import Bundle, BundledBackend, batch_limit, check_frames
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def layernorm_fp32(manifest: dict[str, Any]) -> bool:
     return decisions.get("layernorm", "fp32") == "fp32"
 
 
-class TorchBackend(Backend):
+class TorchBackend(BundledBackend):
     """The serving graph in torch, on the CPU (eager float32) or one CUDA GPU (fp16, CUDA graphs)."""
 
     name = "torch"
@@ -101,14 +100,6 @@ class TorchBackend(Backend):
         log.info("torch backend on %s (%s), %s, graphs=%s compile=%s channels_last=%s chunk=%d",
                  self._device, torch.cuda.get_device_name(self._device), self._precision, graphs, compile,
                  channels_last, chunk)
-
-    @property
-    def max_batch(self) -> int:
-        return self._max_batch
-
-    @property
-    def frame_shape(self) -> tuple[int, int]:
-        return self._bundle.frame_shape
 
     def warm_up(self, batch: int) -> None:
         """Capture (and compile) what a batch of ``batch`` frames needs, so the first real call is not slow."""
