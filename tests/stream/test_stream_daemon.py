@@ -63,7 +63,9 @@ def test_sigterm_with_frames_in_flight_loses_no_result(tmp_path):
             if m and isinstance(m[0], Result):
                 results.append(m[0])
         proc.send_signal(signal.SIGHUP)  # reload calibration while running
-        time.sleep(0.2)
+        # Long enough for at least three watchdog pings (every 200 ms) whatever the machine's speed; the
+        # 400-frame video at 30 ms per batch of 4 is still mid-stream afterwards.
+        time.sleep(0.8)
         proc.send_signal(signal.SIGTERM)
         while eos is None and time.monotonic() < deadline:
             m = sub.recv(200)
