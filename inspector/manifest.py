@@ -9,13 +9,18 @@ Schema 1 (JSON)::
     {"schema": 1, "product": str, "created": iso str,
      "checkpoint": {"path": "model.pt", "sha256": str},
      "onnx": {"fp32": {"path": "model.onnx", "sha256": str},
-              "fp16": {"path": "model.fp16.onnx", "sha256": str}},          # fp16 optional
+              "fp16": {"path": "model.fp16.onnx", "sha256": str},           # optional
+              "fp32-ort": {"path": "model.ort.onnx", "sha256": str,         # optional, onnxruntime only
+                           "consumers": ["onnxruntime"]},
+              "int8": {"path": "model.int8.onnx", "sha256": str,            # optional, onnxruntime CPU only
+                       "consumers": ["onnxruntime"]}},
      "input": {"name": "frames", "dtype": "uint8", "shape": ["batch", H, W, 3], "layout": "NHWC", "color": "BGR"},
      "outputs": {"score": {"dtype": "float32", "shape": ["batch"]},
                  "anomaly_map": {"dtype": "float32", "shape": ["batch", h, w]}},
      "frame": {"height": H, "width": W}, "roi": [x, y, w, h] | null, "model_size": S, "mask_size": [h, w],
      "normalization": {"mean": [...], "std": [...]}, "max_batch": int, "opset": int,
-     "versions": {...}, "engines": [{TensorRT plan entries}], "fp16_decisions": {...}}
+     "versions": {...}, "engines": [{TensorRT plan entries}], "fp16_decisions": {...},
+     "ort_graph": {"written": bool, ...}}
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from inspector.model.weights import sha256_file
 SCHEMA = 1
 MANIFEST = "manifest.json"
 PRECISIONS = ("fp32", "fp16")
+# ONNX files a manifest may list: one per precision, plus the onnxruntime-only graphs (fused attention;
+# int8 dynamically quantised MatMuls for the CPU).
+ONNX_KEYS = (*PRECISIONS, "fp32-ort", "int8")
 _REQUIRED = ("schema", "product", "checkpoint", "onnx", "input", "outputs", "frame", "model_size", "mask_size",
              "normalization", "max_batch", "opset")
 
@@ -112,12 +120,12 @@ def verified_file(bundle: Path, entry: dict[str, Any], what: str, redo: str) -> 
 
 
 def onnx_file(bundle: Path, manifest: dict[str, Any], precision: str) -> Path:
-    """Path of the verified ONNX file of ``precision`` ('fp32' or 'fp16')."""
+    """Path of the verified ONNX file of ``precision``: 'fp32', 'fp16' or 'fp32-ort' (see ``ONNX_KEYS``)."""
     product = manifest["product"]
-    if precision not in PRECISIONS:
-        raise CheckpointError(f"unknown ONNX precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    if precision not in ONNX_KEYS:
+        raise CheckpointError(f"unknown ONNX precision {precision!r}; allowed: {', '.join(ONNX_KEYS)}")
     entry = manifest["onnx"].get(precision)
-    flag = " --fp16" if precision == "fp16" else ""
+    flag = {"fp16": " --fp16", "int8": " --int8"}.get(precision, "")
     if entry is None:
         raise CheckpointError(f"no {precision} ONNX was exported for {product}; "
                               f"run `inspector export --product {product}{flag}`")

@@ -8,7 +8,7 @@ import argparse
 from inspector.cli.common import add_home, add_product
 from inspector.cli.export import size_arg
 
-BENCH_BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime", "torch-eager")
+BENCH_BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime", "onnxruntime-standard", "torch-eager")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bench",
         help="latency and throughput of a backend, frame in host memory to result in host memory",
         description="Time backend.infer on batches of random uint8 frames: p50/p99/mean latency per frame and "
-        "throughput, warm-up excluded. 'torch-eager' is the plain eager torch fp32 model on the CPU. With "
+        "throughput, warm-up excluded. 'torch-eager' is the plain eager torch fp32 model on the CPU; "
+        "'onnxruntime-standard' runs the plain model.onnx instead of the fused-attention model.ort.onnx. With "
         "--compare the two backends run interleaved in the same run and the speed-up is printed. With a "
         "--frame other than the exported one, the product is exported again into a temporary directory.",
     )
@@ -29,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frame", type=size_arg, metavar="WxH", help="frame size (default: the exported one)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch and onnxruntime (default: theirs)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16"), help="default auto")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"),
+                   help="default auto (int8: onnxruntime on the CPU, after export --int8)")
     p.add_argument("--no-graphs", action="store_true", help="torch on CUDA: no CUDA-graph replay")
     p.add_argument("--compile", action="store_true", help="torch on CUDA: torch.compile the model")
     p.add_argument("--channels-last", action="store_true", help="torch on CUDA: channels-last convolutions")
@@ -119,6 +121,7 @@ def _bundle_home(args: argparse.Namespace, tmp, log) -> str | None:
         mask_size=tuple(manifest["mask_size"]) if manifest else None,
         max_batch=max(args.batch, manifest["max_batch"] if manifest else 1),
         fp16=bool(manifest and "fp16" in manifest["onnx"]) or args.precision == "fp16",
+        int8=bool(manifest and "int8" in manifest["onnx"]) or args.precision == "int8",
     )
     export(args.product, tmp, opts)
     return str(home_dir(tmp))
@@ -140,5 +143,10 @@ def _open(name: str, home, args: argparse.Namespace):
         return TorchBackend(open_bundle(home, args.product), device=args.device, precision=args.precision,
                             threads=args.threads, max_batch=max_batch, graphs=not args.no_graphs,
                             compile=args.compile, channels_last=args.channels_last, chunk=args.chunk)
+    if name == "onnxruntime-standard":
+        from inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(open_bundle(home, args.product), device=args.device, precision=args.precision,
+                                  threads=args.threads, max_batch=max_batch, graph="standard")
     return open_backend(name, home, args.product, device=args.device, threads=args.threads, max_batch=max_batch,
                         precision=args.precision)

@@ -1,4 +1,4 @@
-"""inspector export --product NAME [--fp16] [--frame WxH] [--roi x,y,w,h] [--mask-size WxH] [--max-batch N] [--home DIR]"""
+"""inspector export --product NAME [--fp16] [--frame WxH] [--roi x,y,w,h] [--mask-size WxH] [--max-batch N] [--int8] [--no-ort-graph] [--home DIR]"""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="export a trained product to ONNX (frame in, score and anomaly map out)",
         description="Export the product's model to engines/NAME/model.onnx (and model.fp16.onnx with --fp16) "
         "with manifest.json. The graph takes raw uint8 [B, H, W, 3] BGR camera frames and does ROI crop, "
-        "resize, normalisation, the model, the anomaly map and the image score inside. Batch is dynamic "
+        "resize, normalisation, the model, the anomaly map and the image score inside. model.ort.onnx is the "
+        "same graph with ONNX Runtime's fused attention (onnxruntime only). Batch is dynamic "
         "(1..--max-batch), the frame size fixed. Thresholds are not in the graph.",
     )
     add_product(p)
@@ -47,6 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layernorm", choices=("auto", "fp32", "fp16"), default="auto",
                    help="LayerNorm precision in the fp16 graph (default auto: float32 if float16 could overflow)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset, at least 17 (default 18)")
+    p.add_argument("--int8", action="store_true",
+                   help="also write model.int8.onnx (int8 MatMul weights; onnxruntime on the CPU, which then "
+                   "prefers it)")
+    p.add_argument("--no-ort-graph", action="store_true",
+                   help="do not write model.ort.onnx (the fused-attention graph onnxruntime prefers)")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs torch check")
     add_home(p)
     p.set_defaults(func=run)
@@ -57,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from inspector.export import ExportOptions, export
 
     opts = ExportOptions(frame=args.frame, roi=args.roi, mask_size=args.mask_size, max_batch=args.max_batch,
-                         fp16=args.fp16, layernorm=args.layernorm, opset=args.opset, verify=not args.no_verify)
+                         fp16=args.fp16, layernorm=args.layernorm, opset=args.opset, verify=not args.no_verify,
+                         ort_graph=not args.no_ort_graph, int8=args.int8)
     m = export(args.product, args.home, opts)
     bundle = bundle_dir(args.home, args.product)
     f = m["frame"]
@@ -67,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
         check = (m.get("verification") or {}).get(precision)
         note = f", ONNX Runtime vs torch: max map diff {check['max_map_diff_rel']:.1e} x range" if check else ""
         print(f"  {precision}: {bundle / entry['path']}{note}")
+    ort = m.get("ort_graph") or {}
+    if ort and not ort.get("written"):
+        print(f"  fp32-ort: not written ({ort.get('reason')})")
     if m.get("fp16_decisions"):
         d = m["fp16_decisions"]
         print(f"  fp16: LayerNorm in {d['layernorm']} ({d['layernorm_reason']})")

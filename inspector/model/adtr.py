@@ -121,14 +121,24 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
         kv = x if memory is None else memory
-        b, n, d = x.shape
+        return self.out(self.attend(self.q(x + pos), self.k(kv + pos), self.v(kv)))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Scaled dot-product attention of projected tokens, ``q (B, N, d)``, ``k, v (B, M, d)`` -> ``(B, N, d)``.
+
+        The head split and merge live here, so an export can swap this one method for a fused operator
+        (``inspector.ortgraph``) without touching the weights.
+        """
+        b, n, d = q.shape
         h = self.heads
-        q = self.q(x + pos).view(b, n, h, d // h).transpose(1, 2)
-        k = self.k(kv + pos).view(b, kv.shape[1], h, d // h).transpose(1, 2)
-        v = self.v(kv).view(b, kv.shape[1], h, d // h).transpose(1, 2)
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, t.shape[1], h, d // h).transpose(1, 2)
+
         # Fused attention kernel (flash / memory-efficient on CUDA); exports to plain ONNX ops.
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        return self.out(y.transpose(1, 2).reshape(b, n, d))
+        y = F.scaled_dot_product_attention(split(q), split(k), split(v),
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return y.transpose(1, 2).reshape(b, n, d)
 
 
 class MLPMixer(nn.Module):

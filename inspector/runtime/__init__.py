@@ -56,7 +56,8 @@ def open_backend(name: str, home: str | Path | None, product: str, *, device: st
     """Open backend ``name`` for ``product``'s exported bundle under ``home``.
 
     ``device``: auto, cpu, cuda, cuda:N. ``threads``: CPU threads (0: the library's default).
-    ``precision``: auto, fp32, fp16 (TensorRT runs whatever its plan was built for).
+    ``precision``: auto, fp32, fp16, int8 (onnxruntime on the CPU only; TensorRT runs whatever its plan
+    was built for).
     Raises BackendError naming what is missing and which backends would work.
     """
     if name not in BACKEND_NAMES:
@@ -80,6 +81,8 @@ def _open(name: str, bundle: Bundle, device: str, threads: int, max_batch: int |
         return OnnxRuntimeBackend(bundle, device=device, precision=precision, threads=threads, max_batch=max_batch)
     if device == "cpu":
         raise BackendError("tensorrt runs on a GPU only; use the onnxruntime or torch backend with --device cpu")
+    if precision == "int8":
+        raise BackendError("tensorrt: int8 is an onnxruntime CPU graph here; TensorRT runs fp16 or fp32 plans")
     if precision not in ("auto", "fp16", "fp32"):
         raise BackendError(f"unknown precision {precision!r}; allowed: auto, fp32, fp16")
     from inspector.runtime.tensorrt_backend import TensorRTBackend
@@ -111,13 +114,12 @@ def _auto(bundle: Bundle, device: str, threads: int, max_batch: int | None, prec
                 passed.append(f"{label}: {e}")
                 continue
             return _chosen(backend, passed)
-    cpu_precision = "fp32" if precision == "auto" else precision
-    try:
-        backend = _open("onnxruntime", bundle, "cpu", threads, max_batch, cpu_precision)
+    try:  # onnxruntime's own 'auto' takes the int8 graph when one was exported, else fp32
+        backend = _open("onnxruntime", bundle, "cpu", threads, max_batch, precision)
     except BackendError as e:
         log.warning("backend auto: passing over onnxruntime-cpu: %s", e)
         passed.append(f"onnxruntime: {e}")
-        backend = _open("torch", bundle, "cpu", threads, max_batch, cpu_precision)
+        backend = _open("torch", bundle, "cpu", threads, max_batch, "fp32" if precision == "auto" else precision)
     return _chosen(backend, passed)
 
 

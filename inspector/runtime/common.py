@@ -13,7 +13,7 @@ from inspector.errors import BackendError, CheckpointError
 from inspector.manifest import frame_shape, load_manifest, mask_shape
 from inspector.runtime.base import Backend
 
-PRECISION_CHOICES = ("auto", "fp32", "fp16")
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,11 @@ second pool would only compete for the same cores), and every graph optimisation
 constant folding, Conv+activation fusion, MatMul+scale fusion, NCHWc convolutions) but one:
 ``SkipLayerNormFusion``. Its fused CPU kernel (ORT 1.32) took 330 us per [1, 196, 256] LayerNorm where the
 plain Add + LayerNormalization it replaces took 70 us: 5-6 ms of a 70 ms default-config frame.
+
+Graph: in float32 the backend runs ``model.ort.onnx`` when the export wrote one (``graph='auto'``), the
+same function with ORT's fused MultiHeadAttention in place of the exported attention subgraphs
+(``inspector.ortgraph``; about 1.3x faster on the CPU), else the plain ``model.onnx`` (``graph='standard'``
+forces it). float16 runs ``model.fp16.onnx`` and int8 ``model.int8.onnx`` (``inspector export --int8``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from inspector.runtime.common import Bundle, BundledBackend, batch_limit, check_
 log = logging.getLogger(__name__)
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+GRAPH_CHOICES = ("auto", "fused", "standard")
 # ORT graph rewrites that make this graph slower on the CPU (measured; see the module docstring).
 CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
@@ -56,13 +62,44 @@ def choose_provider(device: str, available: list[str]) -> str:
 
 
 def choose_precision(precision: str, provider: str, manifest: dict[str, Any]) -> str:
-    """'fp32' or 'fp16'. 'auto' is fp32 on the CPU (its fp16 kernels are few and slower) and fp16 on CUDA
-    when an fp16 graph was exported."""
+    """'fp32', 'fp16' or 'int8'.
+
+    'auto' on the CPU is int8 when ``inspector export --int8`` made that graph (the user opted in), else
+    fp32 (the CPU's fp16 kernels are few and slower); on CUDA it is fp16 when an fp16 graph was exported.
+    int8 is a CPU graph: its integer MatMuls have no fast CUDA kernels.
+    """
+    cuda = provider == "CUDAExecutionProvider"
     if precision == "auto":
-        return "fp16" if provider == "CUDAExecutionProvider" and "fp16" in manifest["onnx"] else "fp32"
-    if precision not in ("fp32", "fp16"):
-        raise BackendError(f"onnxruntime: unknown precision {precision!r}; allowed: auto, fp32, fp16")
+        if cuda:
+            return "fp16" if "fp16" in manifest["onnx"] else "fp32"
+        return "int8" if "int8" in manifest["onnx"] else "fp32"
+    if precision not in ("fp32", "fp16", "int8"):
+        raise BackendError(f"onnxruntime: unknown precision {precision!r}; allowed: auto, fp32, fp16, int8")
+    if precision == "int8" and cuda:
+        raise BackendError("onnxruntime: the int8 graph is for the CPU; use --device cpu, or fp16 on CUDA")
     return precision
+
+
+def choose_graph(graph: str, precision: str, manifest: dict[str, Any]) -> str:
+    """The manifest's ONNX key to run: 'fp32-ort' (fused attention) or the precision's plain graph.
+
+    'auto' takes the fused graph in float32 when it was exported; 'fused' insists on it; 'standard' never.
+    """
+    if graph not in GRAPH_CHOICES:
+        raise BackendError(f"onnxruntime: unknown graph {graph!r}; allowed: {', '.join(GRAPH_CHOICES)}")
+    fused = "fp32-ort" in manifest["onnx"]
+    if graph == "fused":
+        if precision != "fp32":
+            raise BackendError("onnxruntime: the fused-attention graph is float32; use --precision fp32")
+        if not fused:
+            why = (manifest.get("ort_graph") or {}).get("reason", "it was not exported")
+            raise BackendError(f"onnxruntime: no fused-attention graph (model.ort.onnx) for {manifest['product']}: "
+                               f"{why}; run `inspector export --product {manifest['product']}` again")
+        return "fp32-ort"
+    if graph == "standard" and precision == "int8":
+        raise BackendError("onnxruntime: the int8 graph is built on the fused one; use --precision fp32 for the "
+                           "standard graph")
+    return "fp32-ort" if graph == "auto" and precision == "fp32" and fused else precision
 
 
 class OnnxRuntimeBackend(BundledBackend):
@@ -71,14 +108,15 @@ class OnnxRuntimeBackend(BundledBackend):
     name = "onnxruntime"
 
     def __init__(self, bundle: Bundle, device: str = "auto", precision: str = "auto", threads: int = 0,
-                 max_batch: int | None = None) -> None:
+                 max_batch: int | None = None, graph: str = "auto") -> None:
         ort = import_onnxruntime()
         self._bundle = bundle
         self._max_batch = batch_limit(int(bundle.manifest["max_batch"]), max_batch)
         self._provider = choose_provider(device, ort.get_available_providers())
         self._precision = choose_precision(precision, self._provider, bundle.manifest)
+        self._graph = choose_graph(graph, self._precision, bundle.manifest)
         try:
-            path = onnx_file(bundle.path, bundle.manifest, self._precision)
+            path = onnx_file(bundle.path, bundle.manifest, self._graph)
         except CheckpointError as e:
             raise BackendError(str(e)) from e
         so = ort.SessionOptions()
@@ -96,6 +134,7 @@ class OnnxRuntimeBackend(BundledBackend):
             self._session = ort.InferenceSession(str(path), so, providers=providers, disabled_optimizers=disabled)
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
             raise BackendError(f"onnxruntime cannot load {path}: {e}") from e
+        self._entry = bundle.manifest["onnx"][self._graph]
         self._threads = threads
         self._disabled = disabled
         self._path = path
@@ -120,6 +159,8 @@ class OnnxRuntimeBackend(BundledBackend):
             "threads": self._threads or "default",
             "disabled_optimizers": self._disabled,
             "onnx": self._path.name,
+            "graph": "fused attention" if self._path.name == "model.ort.onnx"
+            or self._entry.get("from") == "model.ort.onnx" else "standard",
             "max_batch": self._max_batch,
             "onnxruntime": self._ort_version,
         }

@@ -47,6 +47,8 @@ def choose_precision(precision: str, device: torch.device) -> str:
     """'auto' is fp16 on CUDA and fp32 on the CPU; fp16 on the CPU is refused (slow, few kernels)."""
     if precision == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
+    if precision == "int8":
+        raise BackendError("torch: int8 is an onnxruntime CPU graph; use the onnxruntime backend, or fp32")
     if precision not in ("fp32", "fp16"):
         raise BackendError(f"torch: unknown precision {precision!r}; allowed: auto, fp32, fp16")
     if precision == "fp16" and device.type != "cuda":

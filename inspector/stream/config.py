@@ -164,7 +164,7 @@ class DaemonConfig:
     backend: str = field(default="auto", metadata={"choices": BACKENDS})
     device: str = "auto"
     threads: int = field(default=0, metadata={"min": 0, "max": 256})
-    precision: str = field(default="auto", metadata={"choices": ("auto", "fp32", "fp16")})
+    precision: str = field(default="auto", metadata={"choices": ("auto", "fp32", "fp16", "int8")})
     source: SourceConfig = field(default_factory=SourceConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     zmq: ZmqConfig = field(default_factory=ZmqConfig)

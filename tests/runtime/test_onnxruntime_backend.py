@@ -8,7 +8,7 @@ import pytest
 from inspector.errors import BackendError
 from inspector.result import InferenceResult
 from inspector.runtime import open_backend
-from inspector.runtime.onnxruntime_backend import choose_precision, choose_provider
+from inspector.runtime.onnxruntime_backend import choose_graph, choose_precision, choose_provider
 from tests.export_support import exported_home, labelled_frames, private_copy
 
 
@@ -52,12 +52,16 @@ def test_max_batch_cannot_exceed_the_export(home):
         open_backend("onnxruntime", home, "cable", device="cpu", max_batch=8)
 
 
-def test_changed_onnx_is_refused(home, tmp_path):
+@pytest.mark.parametrize(("name", "graph"), [("model.ort.onnx", "auto"), ("model.onnx", "standard")])
+def test_changed_onnx_is_refused(home, tmp_path, name, graph):
+    from inspector.runtime.common import open_bundle
+    from inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
     copy = private_copy(home, tmp_path / "h")
-    with open(copy / "engines" / "cable" / "model.onnx", "ab") as f:
+    with open(copy / "engines" / "cable" / name, "ab") as f:
         f.write(b"\0")
     with pytest.raises(BackendError, match="run `inspector export --product cable` again"):
-        open_backend("onnxruntime", copy, "cable", device="cpu")
+        OnnxRuntimeBackend(open_bundle(copy, "cable"), device="cpu", graph=graph)
 
 
 def test_provider_and_precision_choice():
@@ -74,5 +78,28 @@ def test_provider_and_precision_choice():
     assert choose_precision("auto", "CPUExecutionProvider", m) == "fp32"
     assert choose_precision("auto", "CUDAExecutionProvider", m) == "fp16"
     assert choose_precision("auto", "CUDAExecutionProvider", {"onnx": {"fp32": {}}}) == "fp32"
-    with pytest.raises(BackendError):
-        choose_precision("int8", "CPUExecutionProvider", m)
+    with pytest.raises(BackendError, match="allowed: auto, fp32, fp16, int8"):
+        choose_precision("int4", "CPUExecutionProvider", m)
+    with_int8 = {"onnx": {"fp32": {}, "fp16": {}, "int8": {}}}
+    assert choose_precision("auto", "CPUExecutionProvider", with_int8) == "int8"  # exported = opted in
+    assert choose_precision("auto", "CUDAExecutionProvider", with_int8) == "fp16"
+    assert choose_precision("int8", "CPUExecutionProvider", m) == "int8"  # its file is checked when opened
+    with pytest.raises(BackendError, match="int8 graph is for the CPU"):
+        choose_precision("int8", "CUDAExecutionProvider", with_int8)
+
+
+def test_graph_choice():
+    fused = {"product": "p", "onnx": {"fp32": {}, "fp32-ort": {}, "fp16": {}}}
+    plain = {"product": "p", "onnx": {"fp32": {}}, "ort_graph": {"written": False, "reason": "no attention layers"}}
+    assert choose_graph("auto", "fp32", fused) == "fp32-ort"
+    assert choose_graph("auto", "fp32", plain) == "fp32"
+    assert choose_graph("auto", "fp16", fused) == "fp16"
+    assert choose_graph("auto", "int8", fused) == "int8"
+    assert choose_graph("standard", "fp32", fused) == "fp32"
+    assert choose_graph("fused", "fp32", fused) == "fp32-ort"
+    with pytest.raises(BackendError, match="no attention layers"):
+        choose_graph("fused", "fp32", plain)
+    with pytest.raises(BackendError, match="float32"):
+        choose_graph("fused", "fp16", fused)
+    with pytest.raises(BackendError, match="allowed: auto, fused, standard"):
+        choose_graph("fastest", "fp32", fused)

@@ -54,3 +54,10 @@ def test_unknown_backend_and_unexported_product(home, tmp_path):
         open_backend("openvino", home, "cable")
     with pytest.raises(BackendError, match="run `inspector export --product other` first"):
         open_backend("onnxruntime", tmp_path, "other")
+
+
+def test_int8_is_refused_where_it_does_not_exist(home):
+    with pytest.raises(BackendError, match="TensorRT runs fp16 or fp32 plans"):
+        open_backend("tensorrt", home, "cable", precision="int8")
+    with pytest.raises(BackendError, match="run `inspector export --product cable --int8`"):
+        open_backend("onnxruntime", home, "cable", device="cpu", precision="int8")

@@ -3,6 +3,7 @@
 - ONNX fp32 (ONNX Runtime) vs torch fp32: anomaly map max |difference| <= 1e-3 x the map range, and the same
   image-score ranking;
 - fp16 ONNX vs fp32: image AUROC and pixel AUROC within 0.002;
+- int8 ONNX (onnxruntime CPU) vs fp32: the same 0.002;
 - the same checks for TensorRT where it exists (marked ``tensorrt``).
 
 The model: $INSPECTOR_PARITY_MODEL (a cpu-quick bottle model.pt) when it loads with this code; else a cpu-quick model trained here for 5 epochs (parity does not need a
@@ -109,6 +110,26 @@ def test_onnx_fp16_auroc_matches_fp32(bottle_home, bottle_test):
     pix = (pixel_auroc(masks, m32), pixel_auroc(masks, m16))
     _report("onnx-fp16 vs onnx-fp32", {"image_auroc": img, "pixel_auroc": pix,
                                        "max_abs_map_diff_rel": float(np.abs(m16 - m32).max() / (m32.max() - m32.min()))})
+    assert abs(img[0] - img[1]) <= 0.002 and abs(pix[0] - pix[1]) <= 0.002
+
+
+def test_onnx_int8_auroc_matches_fp32(bottle_home, bottle_test, tmp_path):
+    """The int8 graph (``export --int8``) keeps image and pixel AUROC within 0.002 of float32, as fp16 must."""
+    from inspector.export import ExportOptions, export
+
+    home = tmp_path / "h"
+    (home / "engines" / "bottle").mkdir(parents=True)
+    shutil.copy2(bottle_home / "engines" / "bottle" / "model.pt", home / "engines" / "bottle" / "model.pt")
+    export("bottle", home, ExportOptions(int8=True, max_batch=8))
+    frames, labels, masks = bottle_test
+    with open_backend("onnxruntime", home, "bottle", device="cpu", precision="fp32", threads=2) as o32, \
+            open_backend("onnxruntime", home, "bottle", device="cpu", precision="int8", threads=2) as o8:
+        s32, m32 = _run(o32, frames)
+        s8, m8 = _run(o8, frames)
+    img = (auroc(labels, s32), auroc(labels, s8))
+    pix = (pixel_auroc(masks, m32), pixel_auroc(masks, m8))
+    _report("onnx-int8 vs onnx-fp32", {"image_auroc": img, "pixel_auroc": pix,
+                                       "max_abs_map_diff_rel": float(np.abs(m8 - m32).max() / (m32.max() - m32.min()))})
     assert abs(img[0] - img[1]) <= 0.002 and abs(pix[0] - pix[1]) <= 0.002
 
 

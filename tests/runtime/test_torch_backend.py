@@ -52,6 +52,8 @@ def test_device_and_precision_rules():
     assert choose_precision("auto", torch.device("cuda")) == "fp16"
     with pytest.raises(BackendError, match="CUDA only"):
         choose_precision("fp16", torch.device("cpu"))
+    with pytest.raises(BackendError, match="int8 is an onnxruntime CPU graph"):
+        choose_precision("int8", torch.device("cpu"))
     with pytest.raises(BackendError, match="unknown device"):
         choose_device("npu")
     if not torch.cuda.is_available():
