@@ -9,7 +9,7 @@ plain Add + LayerNormalization it replaces took 70 us: 5-6 ms of a 70 ms default
 
 Graph: in float32 the backend runs ``model.ort.onnx`` when the export wrote one (``graph='auto'``), the
 same function with ORT's fused MultiHeadAttention in place of the exported attention subgraphs
-(``inspector.ortgraph``; about 1.3x faster on the CPU), else the plain ``model.onnx`` (``graph='standard'``
+(``inspector.ortgraph``; 3-6% faster on the CPU), else the plain ``model.onnx`` (``graph='standard'``
 forces it). float16 runs ``model.fp16.onnx`` and int8 ``model.int8.onnx`` (``inspector export --int8``).
 """
 
