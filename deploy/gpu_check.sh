@@ -90,7 +90,7 @@ fi
 
 if has export; then
     say "export 1920x1080, max batch 32, fp32 + fp16"
-    timeout 300 bash -c "$(declare -f insp); insp export --product bottle --home $H --frame 1920x1080 --max-batch 32 --fp16" \
+    timeout 300 bash -c "$(declare -f insp); insp export --product bottle --home $H --frame 1920x1080 --max-batch 32 --fp16 --no-ort-graph" \
         > "$OUT/export.log" 2>&1
     say "export rc=$?"; tail -3 "$OUT/export.log" | tee -a "$OUT/summary.txt"
     cp "$H/engines/bottle/manifest.json" "$OUT/manifest.json" 2>/dev/null

@@ -145,3 +145,19 @@ def test_models_without_attention_get_no_ort_graph(synthetic_root, tmp_path):
     assert "fp32-ort" not in m["onnx"] and not m["ort_graph"]["written"]
     assert "no attention layers" in m["ort_graph"]["reason"]
     assert not (tmp_path / "engines" / "cable" / "model.ort.onnx").exists()
+
+
+def test_a_failing_ort_graph_export_falls_back_to_the_plain_graph(trained, tmp_path, monkeypatch, caplog):
+    import inspector.ortgraph
+
+    def broken() -> dict:
+        raise AttributeError("module 'onnx.defs' has no attribute 'register_schema'")  # e.g. an old onnx
+
+    monkeypatch.setattr(inspector.ortgraph, "translation_table", broken)
+    (tmp_path / "engines" / "cable").mkdir(parents=True)
+    shutil.copy2(trained["home"] / "engines" / "cable" / "model.pt", tmp_path / "engines" / "cable" / "model.pt")
+    m = export("cable", tmp_path, ExportOptions(max_batch=2))
+    assert set(m["onnx"]) == {"fp32"} and not m["ort_graph"]["written"]
+    assert "register_schema" in m["ort_graph"]["reason"] and "onnxruntime will run model.onnx" in caplog.text
+    with open_backend("onnxruntime", tmp_path, "cable", device="cpu") as b:
+        assert b.describe()["onnx"] == "model.onnx"
