@@ -25,13 +25,8 @@ Every file is checked after export: ONNX Runtime on sample frames at batch 1 and
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
-import os
-import tempfile
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,21 +45,20 @@ from inspector.graph import (
 )
 from inspector.manifest import SCHEMA, load_manifest, manifest_path, save_manifest
 from inspector.model.weights import sha256_file
-from inspector.result import INPUT_NAME, OUTPUT_NAMES
+from inspector.onnxio import export_onnx, verify_onnx
+from inspector.ortgraph import INT8_ONNX, ORT_ONNX, write_fused_graph, write_int8_graph
+from inspector.result import INPUT_NAME
 from inspector.torchutil import versions
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18  # >= 17 for LayerNormalization, which TensorRT maps to its normalisation layer
 DEFAULT_MAX_BATCH = 32
-FP32_ONNX, FP16_ONNX, ORT_ONNX, INT8_ONNX = "model.onnx", "model.fp16.onnx", "model.ort.onnx", "model.int8.onnx"
+FP32_ONNX, FP16_ONNX = "model.onnx", "model.fp16.onnx"
 # ONNX Runtime vs torch, float32: max |map difference| relative to the map's range.
 FP32_TOLERANCE = 1e-3
 # fp16 graph vs float32 torch: beyond this the fp16 graph is broken, not merely rounded.
 FP16_TOLERANCE = 5e-2
-# int8 graph vs float32 torch. Measured on bottle (cpu-quick): 6.4e-4 with 7-bit weights; 2.9e-2 with
-# 8-bit weights on an AVX2 CPU without VNNI, whose u8 x s8 kernels saturate (hence reduce_range).
-INT8_TOLERANCE = 1e-2
 
 
 @dataclass(frozen=True)
@@ -112,10 +106,21 @@ def export(product: str, home: str | Path | None = None, options: ExportOptions 
     if opts.verify:
         checks["fp32"] = verify_onnx(path, model, frames[:3], FP32_TOLERANCE)
 
-    ort_status = _export_ort_graph(model, bundle, frames, opts, onnx_entries, checks)
     (bundle / INT8_ONNX).unlink(missing_ok=True)
+    if opts.ort_graph:
+        entry, ort_status, check = write_fused_graph(model, bundle, frames, opts.max_batch, opts.opset, opts.verify)
+        if entry is not None:
+            onnx_entries["fp32-ort"] = entry
+            if check is not None:
+                checks["fp32-ort"] = check
+    else:
+        (bundle / ORT_ONNX).unlink(missing_ok=True)
+        ort_status = {"written": False, "reason": "not asked for (--no-ort-graph)"}
     if opts.int8:
-        onnx_entries["int8"] = _export_int8(bundle, onnx_entries, model, frames, opts, checks)
+        source = bundle / onnx_entries.get("fp32-ort", onnx_entries["fp32"])["path"]
+        onnx_entries["int8"], check = write_int8_graph(source, model, frames, opts.verify)
+        if check is not None:
+            checks["int8"] = check
 
     decisions: dict[str, Any] = {}
     if opts.fp16:
@@ -136,84 +141,6 @@ def export(product: str, home: str | Path | None = None, options: ExportOptions 
     save_manifest(bundle, manifest)
     log.info("exported %s -> %s", product, ", ".join(e["path"] for e in onnx_entries.values()))
     return manifest
-
-
-def _export_ort_graph(model: torch.nn.Module, bundle: Path, frames: torch.Tensor, opts: ExportOptions,
-                      onnx_entries: dict, checks: dict) -> dict[str, Any]:
-    """Write and verify ``model.ort.onnx`` (fused attention, for onnxruntime) when it applies; say what happened.
-
-    Never fails the export: the plain ``model.onnx`` serves onnxruntime too, only slower. A stale file
-    from an earlier export is removed when none is written now.
-    """
-    path = bundle / ORT_ONNX
-    path.unlink(missing_ok=True)
-    if not opts.ort_graph:
-        return {"written": False, "reason": "not asked for (--no-ort-graph)"}
-    from inspector.ortgraph import translation_table, with_fused_attention
-
-    fused, count = with_fused_attention(model)
-    if count == 0:
-        return {"written": False, "reason": "the model has no attention layers (mixer mlp or cnn); "
-                                            "onnxruntime runs model.onnx"}
-    try:
-        export_onnx(fused, path, frames[:2], opts.max_batch, opts.opset, translations=translation_table())
-        if opts.verify:
-            checks["fp32-ort"] = verify_onnx(path, model, frames[:3], FP32_TOLERANCE)
-    except Exception as e:  # noqa: BLE001 - optional file: any failure (old onnx/onnxscript too) falls back
-        path.unlink(missing_ok=True)
-        log.warning("onnxruntime graph with fused attention not written (onnxruntime will run %s): %s", FP32_ONNX, e)
-        return {"written": False, "reason": str(e)}
-    onnx_entries["fp32-ort"] = {"path": ORT_ONNX, "sha256": sha256_file(path), "consumers": ["onnxruntime"]}
-    return {"written": True, "fused_attention": count, "operator": "com.microsoft.MultiHeadAttention"}
-
-
-def _export_int8(bundle: Path, onnx_entries: dict, model: torch.nn.Module, frames: torch.Tensor,
-                 opts: ExportOptions, checks: dict) -> dict[str, Any]:
-    """Write ``model.int8.onnx``: the onnxruntime graph with its MatMuls dynamically quantised; its manifest entry.
-
-    Weights are int8 per output channel, stored at 7 bits (``reduce_range``): on AVX2 CPUs without VNNI
-    ONNX Runtime's u8 x s8 kernels saturate with full 8-bit weights. Activations are quantised per call
-    (``DynamicQuantizeLinear``), so no calibration set is needed. Convolutions (the backbone), LayerNorms,
-    preprocessing and scoring stay float32. ExportError when quantisation fails or the result disagrees
-    with torch by more than ``INT8_TOLERANCE`` x the map range.
-    """
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError as e:
-        raise ExportError("--int8 needs onnxruntime's quantization tools (pip install inspector[onnx])") from e
-    source = bundle / onnx_entries.get("fp32-ort", onnx_entries["fp32"])["path"]
-    path = bundle / INT8_ONNX
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=bundle)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with _quiet_root_logger():
-            quantize_dynamic(str(source), str(tmp), op_types_to_quantize=["MatMul"], per_channel=True,
-                             reduce_range=True, weight_type=QuantType.QInt8)
-        if opts.verify:
-            checks["int8"] = verify_onnx(tmp, model, frames[:3], INT8_TOLERANCE)
-        os.replace(tmp, path)
-    except ExportError:
-        raise
-    except Exception as e:  # noqa: BLE001 - quantizer failures become an ExportError naming the file
-        raise ExportError(f"int8 quantisation of {source} failed: {type(e).__name__}: {e}") from e
-    finally:
-        tmp.unlink(missing_ok=True)
-    return {"path": INT8_ONNX, "sha256": sha256_file(path), "consumers": ["onnxruntime"],
-            "from": source.name, "quantization": "dynamic; MatMul weights int8 per channel (7-bit range), "
-                                                 "activations uint8 per call"}
-
-
-@contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    """onnxruntime's quantizer warns through the root logger ("consider pre-processing"); not the user's concern."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def training_frame_size(ckpt: Checkpoint) -> tuple[int, int]:
@@ -263,84 +190,6 @@ def sample_frames(ckpt: Checkpoint, frame: tuple[int, int], n: int) -> tuple[tor
     log.warning("training images of %s not reachable: export checks use random frames", ckpt.product)
     rng = np.random.default_rng(0)
     return torch.from_numpy(rng.integers(0, 256, (max(n, 3), h, w, 3), dtype=np.uint8)), "random frames"
-
-
-def export_onnx(module: torch.nn.Module, path: Path, sample: torch.Tensor, max_batch: int, opset: int,
-                translations: dict | None = None) -> None:
-    """Export ``module`` (frames -> score, anomaly_map) to ``path`` with a dynamic batch axis 1..max_batch.
-
-    ``sample`` must have a batch of at least 2 (torch.export specialises a batch of 1). Written to a
-    temporary file first, so a failed export never leaves a half-written model behind. ``translations``:
-    the exporter's ``custom_translation_table`` (custom operators -> ONNX).
-    """
-    if len(sample) < 2:
-        raise ExportError("export needs a sample batch of at least 2 frames")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    batch = torch.export.Dim("batch", min=1, max=max_batch)
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with torch.no_grad(), warnings.catch_warnings(), _quiet_exporter_logs():
-            warnings.simplefilter("ignore")  # exporter deprecation chatter; failures still raise
-            torch.onnx.export(
-                module.eval(), (sample,), str(tmp), dynamo=True, input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES), dynamic_shapes={"frames": {0: batch}},
-                opset_version=opset, optimize=True, external_data=False, verbose=False,
-                **({"custom_translation_table": translations} if translations else {}),
-            )
-        os.replace(tmp, path)
-    except Exception as e:  # noqa: BLE001 - any exporter failure is an ExportError naming the model
-        raise ExportError(f"ONNX export to {path} failed: {type(e).__name__}: {e}") from e
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _quiet_exporter_logs() -> Iterator[None]:
-    """onnxscript and onnx_ir log every rewrite at INFO; keep the user's log readable."""
-    loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
-@torch.no_grad()
-def verify_onnx(path: Path, reference: torch.nn.Module, frames: torch.Tensor, tolerance: float) -> dict[str, Any]:
-    """Run ``path`` in ONNX Runtime (CPU) at batch 1 and ``len(frames)``; compare with ``reference``.
-
-    Returns the worst relative map difference and the score difference. ExportError when the ONNX graph
-    disagrees by more than ``tolerance`` x the map's range, or its output shapes are wrong.
-    """
-    try:
-        import onnxruntime as ort
-    except ImportError as e:
-        raise ExportError("verifying the export needs onnxruntime (pip install inspector[onnx]); "
-                          "or pass --no-verify") from e
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    ref_score, ref_map = (t.float().numpy() for t in reference(frames))
-    worst_map, worst_score = 0.0, 0.0
-    span = float(ref_map.max() - ref_map.min()) or 1.0
-    for batch in (frames[:1], frames):
-        score, amap = sess.run(list(OUTPUT_NAMES), {INPUT_NAME: batch.numpy()})
-        n = len(batch)
-        if score.shape != (n,) or amap.shape != (n, *ref_map.shape[1:]):
-            raise ExportError(f"{path}: outputs {score.shape}, {amap.shape} for a batch of {n}; "
-                              f"expected ({n},), {(n, *ref_map.shape[1:])}")
-        worst_map = max(worst_map, float(np.abs(amap.astype(np.float32) - ref_map[:n]).max()) / span)
-        worst_score = max(worst_score, float(np.abs(score - ref_score[:n]).max()) / span)
-    if not np.isfinite(worst_map) or worst_map > tolerance:
-        raise ExportError(f"{path}: ONNX Runtime and torch disagree: max map difference {worst_map:.2e} x the map "
-                          f"range (allowed {tolerance:.0e})")
-    return {"max_map_diff_rel": worst_map, "max_score_diff_rel": worst_score, "frames": len(frames),
-            "onnxruntime": ort.__version__}
 
 
 def fp16_decisions(model: torch.nn.Module, frames: torch.Tensor, source: str, layernorm: str) -> dict[str, Any]:

@@ -27,13 +27,8 @@ from tests.export_support import exported_home, labelled_frames
 
 
 @pytest.fixture(scope="module")
-def home(trained, tmp_path_factory):
-    return exported_home(trained, tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="module")
-def bundle(home):
-    return home / "engines" / "cable"
+def bundle(trained, tmp_path_factory):
+    return exported_home(trained, tmp_path_factory.getbasetemp()) / "engines" / "cable"
 
 
 def test_fused_operator_equals_the_models_attention():
