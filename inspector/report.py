@@ -19,7 +19,7 @@ from inspector.data.dataset import read_image
 from inspector.visual import draw_mask_outline, overlay
 
 if TYPE_CHECKING:
-    from inspector.calibrate import Scored
+    from inspector.calibration_images import Scored
 
 N_OVERLAYS = 4
 

@@ -156,7 +156,7 @@ def test_check_on_the_test_split(home, backend, trained, tmp_path):
     out = check("cable", trained["data"], home, backend=backend, json_out=tmp_path / "check.json")
     test = load_dataset(trained["data"]).test
     labels = np.array([s.label for s in test])
-    from inspector.calibrate import score
+    from inspector.calibration_images import score
 
     scores = score(backend, list(test), [fingerprint(s.path) for s in test], keep_maps=False).scores
     fail = scores >= rec.image_threshold
