@@ -61,18 +61,18 @@ def choose_provider(device: str, available: list[str]) -> str:
                        "install onnxruntime-gpu, or use --device cpu, or the torch backend")
 
 
-def choose_precision(precision: str, provider: str, manifest: dict[str, Any]) -> str:
+def choose_precision(precision: str, provider: str, manifest: dict[str, Any], int8_ok: bool = True) -> str:
     """'fp32', 'fp16' or 'int8'.
 
-    'auto' on the CPU is int8 when ``inspector export --int8`` made that graph (the user opted in), else
-    fp32 (the CPU's fp16 kernels are few and slower); on CUDA it is fp16 when an fp16 graph was exported.
-    int8 is a CPU graph: its integer MatMuls have no fast CUDA kernels.
+    'auto' on the CPU is int8 when ``inspector export --int8`` made that graph (the user opted in) and
+    ``int8_ok``, else fp32 (the CPU's fp16 kernels are few and slower); on CUDA it is fp16 when an fp16
+    graph was exported. int8 is a CPU graph: its integer MatMuls have no fast CUDA kernels.
     """
     cuda = provider == "CUDAExecutionProvider"
     if precision == "auto":
         if cuda:
             return "fp16" if "fp16" in manifest["onnx"] else "fp32"
-        return "int8" if "int8" in manifest["onnx"] else "fp32"
+        return "int8" if int8_ok and "int8" in manifest["onnx"] else "fp32"
     if precision not in ("fp32", "fp16", "int8"):
         raise BackendError(f"onnxruntime: unknown precision {precision!r}; allowed: auto, fp32, fp16, int8")
     if precision == "int8" and cuda:
@@ -97,8 +97,8 @@ def choose_graph(graph: str, precision: str, manifest: dict[str, Any]) -> str:
                                f"{why}; run `inspector export --product {manifest['product']}` again")
         return "fp32-ort"
     if graph == "standard" and precision == "int8":
-        raise BackendError("onnxruntime: the int8 graph is built on the fused one; use --precision fp32 for the "
-                           "standard graph")
+        raise BackendError("onnxruntime: the int8 graph is onnxruntime's own; the standard graph (model.onnx) "
+                           "runs in fp32 (or fp16 from model.fp16.onnx)")
     return "fp32-ort" if graph == "auto" and precision == "fp32" and fused else precision
 
 
@@ -113,7 +113,7 @@ class OnnxRuntimeBackend(BundledBackend):
         self._bundle = bundle
         self._max_batch = batch_limit(int(bundle.manifest["max_batch"]), max_batch)
         self._provider = choose_provider(device, ort.get_available_providers())
-        self._precision = choose_precision(precision, self._provider, bundle.manifest)
+        self._precision = choose_precision(precision, self._provider, bundle.manifest, int8_ok=graph != "standard")
         self._graph = choose_graph(graph, self._precision, bundle.manifest)
         try:
             path = onnx_file(bundle.path, bundle.manifest, self._graph)

@@ -82,6 +82,7 @@ def test_provider_and_precision_choice():
         choose_precision("int4", "CPUExecutionProvider", m)
     with_int8 = {"onnx": {"fp32": {}, "fp16": {}, "int8": {}}}
     assert choose_precision("auto", "CPUExecutionProvider", with_int8) == "int8"  # exported = opted in
+    assert choose_precision("auto", "CPUExecutionProvider", with_int8, int8_ok=False) == "fp32"  # graph standard
     assert choose_precision("auto", "CUDAExecutionProvider", with_int8) == "fp16"
     assert choose_precision("int8", "CPUExecutionProvider", m) == "int8"  # its file is checked when opened
     with pytest.raises(BackendError, match="int8 graph is for the CPU"):
@@ -101,5 +102,7 @@ def test_graph_choice():
         choose_graph("fused", "fp32", plain)
     with pytest.raises(BackendError, match="float32"):
         choose_graph("fused", "fp16", fused)
+    with pytest.raises(BackendError, match="standard graph .* runs in fp32"):
+        choose_graph("standard", "int8", fused)
     with pytest.raises(BackendError, match="allowed: auto, fused, standard"):
         choose_graph("fastest", "fp32", fused)
