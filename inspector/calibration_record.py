@@ -79,7 +79,7 @@ class CalibrationRecord:
     product: str
     created: str  # ISO 8601, UTC
     model_sha256: str  # the checkpoint the thresholds belong to (manifest checkpoint.sha256)
-    onnx_sha256: Any  # {"fp32": sha, "fp16": sha} from the manifest, as exported
+    onnx_sha256: Any  # {"fp32": sha, "fp16": sha, "fp32-ort": sha, "int8": sha}: the manifest's, as exported
     policy: str = field(metadata={"choices": POLICIES})
     parameters: Any  # the policy's parameters: target_frr, target_escape, c_escape, c_reject, pixel_alpha
     image_threshold: float

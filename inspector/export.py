@@ -98,6 +98,10 @@ def export(product: str, home: str | Path | None = None, options: ExportOptions 
     model = build_inspection_model(ckpt, spec)
     frames, frames_source = sample_frames(ckpt, frame, opts.sample_frames)
 
+    # The old manifest goes before any file changes: an export that fails half-way then leaves a bundle
+    # that says "not exported" instead of a manifest naming files that were replaced or removed.
+    old_engines = _old_engines(bundle)
+    manifest_path(bundle).unlink(missing_ok=True)
     onnx_entries: dict[str, dict[str, str]] = {}
     checks: dict[str, Any] = {}
     path = bundle / FP32_ONNX
@@ -137,7 +141,8 @@ def export(product: str, home: str | Path | None = None, options: ExportOptions 
 
     manifest = _manifest(ckpt, spec, opts, onnx_entries, decisions, checks, frames_source)
     manifest["ort_graph"] = ort_status
-    manifest["engines"] = _surviving_engines(bundle, onnx_entries)
+    shas = {e["sha256"] for e in onnx_entries.values()}
+    manifest["engines"] = [e for e in old_engines if e.get("onnx_sha256") in shas]
     save_manifest(bundle, manifest)
     log.info("exported %s -> %s", product, ", ".join(e["path"] for e in onnx_entries.values()))
     return manifest
@@ -246,16 +251,16 @@ def _manifest(ckpt: Checkpoint, spec: GraphSpec, opts: ExportOptions, onnx_entri
     }
 
 
-def _surviving_engines(bundle: Path, onnx_entries: dict) -> list[dict]:
-    """TensorRT plans of a previous export that were built from an ONNX file identical to a new one."""
+def _old_engines(bundle: Path) -> list[dict]:
+    """TensorRT plan entries of a previous export; those built from an ONNX file identical to a new one
+    survive the new export."""
     if not manifest_path(bundle).is_file():
         return []
     try:
         old = load_manifest(bundle)
     except Exception:  # noqa: BLE001 - an unreadable old manifest simply has no plans worth keeping
         return []
-    shas = {e["sha256"] for e in onnx_entries.values()}
-    return [e for e in old.get("engines", []) if e.get("onnx_sha256") in shas]
+    return list(old.get("engines", []))
 
 
 def _export_versions() -> dict[str, str]:

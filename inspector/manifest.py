@@ -120,7 +120,7 @@ def verified_file(bundle: Path, entry: dict[str, Any], what: str, redo: str) -> 
 
 
 def onnx_file(bundle: Path, manifest: dict[str, Any], precision: str) -> Path:
-    """Path of the verified ONNX file of ``precision``: 'fp32', 'fp16' or 'fp32-ort' (see ``ONNX_KEYS``)."""
+    """Path of the verified ONNX file of ``precision``: 'fp32', 'fp16', 'fp32-ort' or 'int8' (``ONNX_KEYS``)."""
     product = manifest["product"]
     if precision not in ONNX_KEYS:
         raise CheckpointError(f"unknown ONNX precision {precision!r}; allowed: {', '.join(ONNX_KEYS)}")

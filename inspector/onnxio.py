@@ -23,7 +23,7 @@ from inspector.result import INPUT_NAME, OUTPUT_NAMES
 
 
 def export_onnx(module: torch.nn.Module, path: Path, sample: torch.Tensor, max_batch: int, opset: int,
-                translations: dict | None = None) -> None:
+                translations: dict[Any, Any] | None = None) -> None:
     """Export ``module`` (frames -> score, anomaly_map) to ``path`` with a dynamic batch axis 1..max_batch.
 
     ``sample`` must have a batch of at least 2 (torch.export specialises a batch of 1). Written to a

@@ -156,3 +156,26 @@ def test_a_failing_ort_graph_export_falls_back_to_the_plain_graph(trained, tmp_p
     assert "register_schema" in m["ort_graph"]["reason"] and "onnxruntime will run model.onnx" in caplog.text
     with open_backend("onnxruntime", tmp_path, "cable", device="cpu") as b:
         assert b.describe()["onnx"] == "model.onnx"
+
+
+def test_an_int8_graph_that_fails_its_check_leaves_no_stale_manifest(int8_home, tmp_path, monkeypatch):
+    import inspector.ortgraph
+    from inspector.errors import BackendError, ExportError
+
+    home = tmp_path / "h"
+    shutil.copytree(int8_home, home)
+    monkeypatch.setattr(inspector.ortgraph, "INT8_TOLERANCE", 0.0)  # no quantised graph can pass this
+    with pytest.raises(ExportError, match=r"model\.int8\.onnx \(quantised from model\.ort\.onnx\) was not written"):
+        export("cable", home, ExportOptions(max_batch=4, int8=True))
+    bundle = home / "engines" / "cable"
+    assert not (bundle / "manifest.json").exists() and not (bundle / "model.int8.onnx").exists()
+    with pytest.raises(BackendError, match="inspector export --product cable"):
+        open_backend("onnxruntime", home, "cable", device="cpu")
+
+
+def test_fused_graph_on_request_even_when_int8_exists(int8_home):
+    from inspector.runtime.common import open_bundle
+    from inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    with OnnxRuntimeBackend(open_bundle(int8_home, "cable"), device="cpu", graph="fused") as b:
+        assert b.describe()["onnx"] == "model.ort.onnx" and b.describe()["precision"] == "fp32"

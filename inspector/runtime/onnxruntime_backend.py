@@ -113,7 +113,7 @@ class OnnxRuntimeBackend(BundledBackend):
         self._bundle = bundle
         self._max_batch = batch_limit(int(bundle.manifest["max_batch"]), max_batch)
         self._provider = choose_provider(device, ort.get_available_providers())
-        self._precision = choose_precision(precision, self._provider, bundle.manifest, int8_ok=graph != "standard")
+        self._precision = choose_precision(precision, self._provider, bundle.manifest, int8_ok=graph == "auto")
         self._graph = choose_graph(graph, self._precision, bundle.manifest)
         try:
             path = onnx_file(bundle.path, bundle.manifest, self._graph)
