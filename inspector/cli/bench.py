@@ -1,5 +1,5 @@
 """inspector bench --product NAME --backend B [--compare B2] [--batch N] [--frames N] [--frame WxH] [--threads N]
-[--warmup N] [--json OUT] [--home DIR]"""
+[--warmup N] [--no-spin] [--json OUT] [--home DIR]"""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"),
                    help="default auto (int8: onnxruntime on the CPU, after export --int8)")
+    p.add_argument("--no-spin", action="store_true",
+                   help="onnxruntime: idle worker threads sleep instead of spinning (what the daemon runs)")
     p.add_argument("--no-graphs", action="store_true", help="torch on CUDA: no CUDA-graph replay")
     p.add_argument("--compile", action="store_true", help="torch on CUDA: torch.compile the model")
     p.add_argument("--channels-last", action="store_true", help="torch on CUDA: channels-last convolutions")
@@ -147,6 +149,6 @@ def _open(name: str, home, args: argparse.Namespace):
         from inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(open_bundle(home, args.product), device=args.device, precision=args.precision,
-                                  threads=args.threads, max_batch=max_batch, graph="standard")
+                                  threads=args.threads, max_batch=max_batch, graph="standard", spin=not args.no_spin)
     return open_backend(name, home, args.product, device=args.device, threads=args.threads, max_batch=max_batch,
-                        precision=args.precision)
+                        precision=args.precision, spin=not args.no_spin)

@@ -52,12 +52,12 @@ def available_backends() -> dict[str, str | None]:
 
 
 def open_backend(name: str, home: str | Path | None, product: str, *, device: str = "auto", threads: int = 0,
-                 max_batch: int | None = None, precision: str = "auto") -> Backend:
+                 max_batch: int | None = None, precision: str = "auto", spin: bool = True) -> Backend:
     """Open backend ``name`` for ``product``'s exported bundle under ``home``.
 
     ``device``: auto, cpu, cuda, cuda:N. ``threads``: CPU threads (0: the library's default).
     ``precision``: auto, fp32, fp16, int8 (onnxruntime on the CPU only; TensorRT runs whatever its plan
-    was built for).
+    was built for). ``spin``: onnxruntime's idle worker threads spin (see ``onnxruntime_backend``).
     Raises BackendError naming what is missing and which backends would work.
     """
     if name not in BACKEND_NAMES:
@@ -66,11 +66,12 @@ def open_backend(name: str, home: str | Path | None, product: str, *, device: st
 
     bundle = open_bundle(home, product)
     if name == "auto":
-        return _auto(bundle, device, threads, max_batch, precision)
-    return _open(name, bundle, device, threads, max_batch, precision)
+        return _auto(bundle, device, threads, max_batch, precision, spin)
+    return _open(name, bundle, device, threads, max_batch, precision, spin)
 
 
-def _open(name: str, bundle: Bundle, device: str, threads: int, max_batch: int | None, precision: str) -> Backend:
+def _open(name: str, bundle: Bundle, device: str, threads: int, max_batch: int | None, precision: str,
+          spin: bool = True) -> Backend:
     if name == "torch":
         from inspector.runtime.torch_backend import TorchBackend
 
@@ -78,7 +79,8 @@ def _open(name: str, bundle: Bundle, device: str, threads: int, max_batch: int |
     if name == "onnxruntime":
         from inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(bundle, device=device, precision=precision, threads=threads, max_batch=max_batch)
+        return OnnxRuntimeBackend(bundle, device=device, precision=precision, threads=threads, max_batch=max_batch,
+                                  spin=spin)
     if device == "cpu":
         raise BackendError("tensorrt runs on a GPU only; use the onnxruntime or torch backend with --device cpu")
     if precision == "int8":
@@ -96,7 +98,8 @@ def _open(name: str, bundle: Bundle, device: str, threads: int, max_batch: int |
     return backend
 
 
-def _auto(bundle: Bundle, device: str, threads: int, max_batch: int | None, precision: str) -> Backend:
+def _auto(bundle: Bundle, device: str, threads: int, max_batch: int | None, precision: str,
+          spin: bool = True) -> Backend:
     """tensorrt -> torch-cuda -> onnxruntime-cpu -> torch-cpu; log the choice and every reason to pass one over."""
     passed: list[str] = []
     gpu_ok = device != "cpu" and _cuda_available()
@@ -115,7 +118,7 @@ def _auto(bundle: Bundle, device: str, threads: int, max_batch: int | None, prec
                 continue
             return _chosen(backend, passed)
     try:  # onnxruntime's own 'auto' takes the int8 graph when one was exported, else fp32
-        backend = _open("onnxruntime", bundle, "cpu", threads, max_batch, precision)
+        backend = _open("onnxruntime", bundle, "cpu", threads, max_batch, precision, spin)
     except BackendError as e:
         log.warning("backend auto: passing over onnxruntime-cpu: %s", e)
         passed.append(f"onnxruntime: {e}")

@@ -7,6 +7,12 @@ constant folding, Conv+activation fusion, MatMul+scale fusion, NCHWc convolution
 ``SkipLayerNormFusion``. Its fused CPU kernel (ORT 1.32) took 330 us per [1, 196, 256] LayerNorm where the
 plain Add + LayerNormalization it replaces took 70 us: 5-6 ms of a 70 ms default-config frame.
 
+Spinning (``spin``): by default ORT's idle worker threads spin, waiting for the next parallel region; alone
+on a CPU that is fastest. Beside other busy threads on a small CPU (the daemon's capture, publish and audit
+threads on 2 cores) the spinning threads take cores those need, and ``spin=False`` gives more throughput:
+measured on 2 cores, cpu-quick at 1280x720, the daemon ran 34-41 frames/s with spinning and 42-45 without.
+The daemon therefore runs with ``spin: false`` unless configured otherwise.
+
 Graph: in float32 the backend runs ``model.ort.onnx`` when the export wrote one (``graph='auto'``), the
 same function with ORT's fused MultiHeadAttention in place of the exported attention subgraphs
 (``inspector.ortgraph``; 3-6% faster on the CPU), else the plain ``model.onnx`` (``graph='standard'``
@@ -108,7 +114,7 @@ class OnnxRuntimeBackend(BundledBackend):
     name = "onnxruntime"
 
     def __init__(self, bundle: Bundle, device: str = "auto", precision: str = "auto", threads: int = 0,
-                 max_batch: int | None = None, graph: str = "auto") -> None:
+                 max_batch: int | None = None, graph: str = "auto", spin: bool = True) -> None:
         ort = import_onnxruntime()
         self._bundle = bundle
         self._max_batch = batch_limit(int(bundle.manifest["max_batch"]), max_batch)
@@ -125,6 +131,9 @@ class OnnxRuntimeBackend(BundledBackend):
         so.intra_op_num_threads = max(0, threads)
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        if not spin:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         providers: list[Any] = [self._provider]
         if self._provider == "CUDAExecutionProvider":
             device_id = int(device.split(":")[1]) if device.startswith("cuda:") else 0
@@ -136,6 +145,7 @@ class OnnxRuntimeBackend(BundledBackend):
             raise BackendError(f"onnxruntime cannot load {path}: {e}") from e
         self._entry = bundle.manifest["onnx"][self._graph]
         self._threads = threads
+        self._spin = spin
         self._disabled = disabled
         self._path = path
         self._ort_version = ort.__version__
@@ -157,6 +167,7 @@ class OnnxRuntimeBackend(BundledBackend):
             "provider": self._provider,
             "precision": self._precision,
             "threads": self._threads or "default",
+            "spinning": self._spin,
             "disabled_optimizers": self._disabled,
             "onnx": self._path.name,
             "graph": "fused attention" if self._path.name == "model.ort.onnx"

@@ -165,6 +165,9 @@ class DaemonConfig:
     device: str = "auto"
     threads: int = field(default=0, metadata={"min": 0, "max": 256})
     precision: str = field(default="auto", metadata={"choices": ("auto", "fp32", "fp16", "int8")})
+    # onnxruntime: let idle worker threads spin. Off by default: beside the daemon's own threads on a small
+    # CPU, spinning threads cost throughput (see inspector.runtime.onnxruntime_backend).
+    spin: bool = False
     source: SourceConfig = field(default_factory=SourceConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     zmq: ZmqConfig = field(default_factory=ZmqConfig)

@@ -89,7 +89,7 @@ class Daemon:
                  ctx: zmq.Context | None = None) -> None:
         self.cfg = cfg
         self.loader = loader or BundleLoader(cfg.home, cfg.backend, cfg.device, cfg.threads, cfg.precision,
-                                             cfg.pipeline.max_batch or None)
+                                             cfg.pipeline.max_batch or None, cfg.spin)
         self.source = source
         self.ctx = ctx or zmq.Context()
         self._own_ctx = ctx is None

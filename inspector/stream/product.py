@@ -59,9 +59,9 @@ class BundleLoader:
     """Products from ``<home>/engines/<name>`` (manifest, engines) and ``<home>/calibration/<name>.yaml``."""
 
     def __init__(self, home: str | Path, backend: str = "auto", device: str = "auto", threads: int = 0,
-                 precision: str = "auto", max_batch: int | None = None) -> None:
+                 precision: str = "auto", max_batch: int | None = None, spin: bool = False) -> None:
         self.home, self.backend, self.device = home, backend, device
-        self.threads, self.precision, self.max_batch = threads, precision, max_batch
+        self.threads, self.precision, self.max_batch, self.spin = threads, precision, max_batch, spin
 
     def _manifest(self, name: str) -> dict[str, Any]:
         from inspector.bundle import bundle_dir
@@ -82,7 +82,7 @@ class BundleLoader:
         # The calibration is checked first: a product without a valid calibration must not take the line.
         cal = self._calibration(name, manifest)
         backend = open_backend(self.backend, self.home, name, device=self.device, threads=self.threads,
-                               max_batch=self.max_batch or None, precision=self.precision)
+                               max_batch=self.max_batch or None, precision=self.precision, spin=self.spin)
         roi = manifest.get("roi")
         frame = manifest.get("frame") or {}
         frame_hw = (int(frame.get("height", backend.frame_shape[0])), int(frame.get("width", backend.frame_shape[1])))

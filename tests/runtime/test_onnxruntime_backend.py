@@ -106,3 +106,12 @@ def test_graph_choice():
         choose_graph("standard", "int8", fused)
     with pytest.raises(BackendError, match="allowed: auto, fused, standard"):
         choose_graph("fastest", "fp32", fused)
+
+
+def test_spinning_can_be_turned_off_and_results_do_not_change(home, trained):
+    frames, _ = labelled_frames(trained["data"])
+    with open_backend("onnxruntime", home, "cable", device="cpu", threads=2) as spin, \
+            open_backend("onnxruntime", home, "cable", device="cpu", threads=2, spin=False) as still:
+        assert spin.describe()["spinning"] is True and still.describe()["spinning"] is False
+        a, b = spin.infer(frames[:2]), still.infer(frames[:2])
+    np.testing.assert_array_equal(a.anomaly_map, b.anomaly_map)

@@ -35,7 +35,7 @@ def run_daemon(args: argparse.Namespace, frame_hw: tuple[int, int], tmp: Path, r
                frames: int | None = None) -> dict:
     cfg = load_dataclass(DaemonConfig, {
         "line": "bench", "home": args.home, "product": args.product, "backend": args.backend, "device": args.device,
-        "threads": args.threads,
+        "threads": args.threads, "spin": args.spin,
         "source": {"kind": "memory", "uri": args.images or "", "width": frame_hw[1], "height": frame_hw[0],
                    "frames": frames or args.frames, "rate_fps": rate_fps},
         "pipeline": {"queue_size": args.queue or args.batch, "drop_policy": "block", "max_batch": args.batch,
@@ -75,7 +75,7 @@ def run_bench(args: argparse.Namespace) -> tuple[dict, tuple[int, int]]:
     from inspector.runtime import open_backend
 
     b = open_backend(args.backend, args.home, args.product, device=args.device, threads=args.threads,
-                     max_batch=args.batch)
+                     max_batch=args.batch, spin=args.spin)
     try:
         pool = frame_pool(max(8, 2 * args.batch), b.frame_shape)
         r = bench({args.backend: b}, args.batch, args.frames, 5, pool)[0].summary()
@@ -92,6 +92,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--spin", action="store_true",
+                   help="onnxruntime threads spin, in bench and daemon alike (default: off, as the daemon runs)")
     p.add_argument("--frames", type=int, default=200)
     p.add_argument("--images", help="folder of real part images for the daemon's memory source")
     p.add_argument("--rounds", type=int, default=2)

@@ -149,6 +149,14 @@ def test_config_defaults_and_relative_paths(tmp_path):
     cfg = load_daemon_config(_write(tmp_path, "product: cable\nsource: {kind: file, uri: v.avi}\n"))
     assert cfg.source.uri == str(tmp_path / "v.avi") and cfg.home == str(tmp_path)
     assert cfg.audit.dir == str(tmp_path / "audit") and cfg.zmq.publish == ("tcp://*:5555",)
+    assert cfg.spin is False  # the daemon's onnxruntime threads sleep when idle unless configured
+
+
+def test_the_example_config_loads_with_every_key_it_documents():
+    from pathlib import Path
+
+    cfg = load_daemon_config(Path(__file__).parents[2] / "deploy" / "inspector.example.yaml")
+    assert cfg.spin is False and cfg.precision == "auto" and cfg.product
 
 
 @pytest.mark.parametrize("text, words", [
