@@ -9,7 +9,7 @@ and in int8, and 4-8% less CPU time.
 
 How: the same serving model, with every :class:`~inspector.model.adtr.Attention`'s ``attend`` (head split,
 scaled dot-product attention, head merge) replaced by one custom torch operator,
-``inspector::multi_head_attention``. In torch it runs the very same ``scaled_dot_product_attention``;
+``inspector::multi_head_attention`` (registered on first use). In torch it runs the very same ``scaled_dot_product_attention``;
 the exporter translates it to ``com.microsoft.MultiHeadAttention(query, key, value, num_heads)``, whose
 default scale is the same ``1/sqrt(head_dim)``. The projections stay ordinary MatMul + Add nodes.
 
@@ -53,8 +53,7 @@ FUSED_TOLERANCE = 1e-3
 INT8_TOLERANCE = 1e-2
 
 
-@torch.library.custom_op("inspector::multi_head_attention", mutates_args=())
-def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
     """Attention of projected tokens ``q (B, N, d)``, ``k, v (B, M, d)`` over ``heads`` heads -> ``(B, N, d)``."""
     b, n, d = q.shape
 
@@ -65,9 +64,22 @@ def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, head
     return y.transpose(1, 2).reshape(b, n, d).contiguous()
 
 
-@multi_head_attention.register_fake
-def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    return torch.empty_like(q)
+_OP: Any = None
+
+
+def fused_op() -> Any:
+    """The custom operator ``inspector::multi_head_attention``, registered on first use.
+
+    Registered lazily, not at import: importing this module (as ``inspector.export`` does) must work on any
+    torch, and a torch that cannot register it only loses the optional fused graph.
+    """
+    global _OP
+    if _OP is None:
+        op = torch.library.custom_op("inspector::multi_head_attention", _attention, mutates_args=(),
+                                     schema="(Tensor q, Tensor k, Tensor v, int heads) -> Tensor")
+        op.register_fake(lambda q, k, v, heads: torch.empty_like(q))
+        _OP = torch.ops.inspector.multi_head_attention
+    return _OP
 
 
 class FusedAttention(Attention):
@@ -76,7 +88,7 @@ class FusedAttention(Attention):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self.training:
             return super().attend(q, k, v)
-        return torch.ops.inspector.multi_head_attention(q, k, v, self.heads)
+        return fused_op()(q, k, v, self.heads)
 
 
 def with_fused_attention(model: nn.Module) -> tuple[nn.Module, int]:
@@ -84,6 +96,7 @@ def with_fused_attention(model: nn.Module) -> tuple[nn.Module, int]:
 
     Same parameters and buffers, same function; only the exported form of attention changes.
     """
+    fused_op()  # register now: a torch that cannot, fails here, before any tracing
     fused = copy.deepcopy(model).eval()
     count = 0
     for module in fused.modules():
@@ -103,7 +116,7 @@ def translation_table() -> dict[Any, Callable[..., Any]]:
     def to_onnx(q: Any, k: Any, v: Any, heads: int) -> Any:
         return getattr(ort, ORT_OP)(q, k, v, num_heads=heads)
 
-    return {torch.ops.inspector.multi_head_attention.default: to_onnx}
+    return {fused_op().default: to_onnx}
 
 
 def _register_schema() -> None:
@@ -138,12 +151,12 @@ def write_fused_graph(model: nn.Module, bundle: Path, frames: torch.Tensor, max_
     """
     path = bundle / ORT_ONNX
     path.unlink(missing_ok=True)
-    fused, count = with_fused_attention(model)
-    if count == 0:
+    if not any(type(m) is Attention for m in model.modules()):
         return None, {"written": False, "reason": "the model has no attention layers (mixer mlp or cnn); "
                                                   "onnxruntime runs model.onnx"}, None
     check = None
     try:
+        fused, count = with_fused_attention(model)
         export_onnx(fused, path, frames[:2], max_batch, opset, translations=translation_table())
         if verify:
             check = verify_onnx(path, model, frames[:3], FUSED_TOLERANCE)
