@@ -110,7 +110,8 @@ def export(product: str, home: str | Path | None = None, options: ExportOptions 
     if opts.verify:
         checks["fp32"] = verify_onnx(path, model, frames[:3], FP32_TOLERANCE)
 
-    (bundle / INT8_ONNX).unlink(missing_ok=True)
+    for stale in (ORT_ONNX, INT8_ONNX):  # written again below when asked for, never left from an old export
+        (bundle / stale).unlink(missing_ok=True)
     if opts.ort_graph:
         entry, ort_status, check = write_fused_graph(model, bundle, frames, opts.max_batch, opts.opset, opts.verify)
         if entry is not None:
@@ -118,7 +119,6 @@ def export(product: str, home: str | Path | None = None, options: ExportOptions 
             if check is not None:
                 checks["fp32-ort"] = check
     else:
-        (bundle / ORT_ONNX).unlink(missing_ok=True)
         ort_status = {"written": False, "reason": "not asked for (--no-ort-graph)"}
     if opts.int8:
         source = bundle / onnx_entries.get("fp32-ort", onnx_entries["fp32"])["path"]

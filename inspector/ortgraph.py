@@ -145,12 +145,13 @@ def write_fused_graph(model: nn.Module, bundle: Path, frames: torch.Tensor, max_
                       verify: bool) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any] | None]:
     """Write and check ``<bundle>/model.ort.onnx`` for the float32 serving ``model`` when it has attention.
 
+    The caller removes an old file first (``inspector.export`` does); a failed attempt leaves none.
+
     Returns (manifest ONNX entry or None, status for the manifest's ``ort_graph``, verification or None).
     Never raises: the plain ``model.onnx`` serves onnxruntime too, only a little slower, so any failure
     (an old onnx or onnxscript, say) is logged and recorded instead.
     """
     path = bundle / ORT_ONNX
-    path.unlink(missing_ok=True)
     if not any(type(m) is Attention for m in model.modules()):
         return None, {"written": False, "reason": "the model has no attention layers (mixer mlp or cnn); "
                                                   "onnxruntime runs model.onnx"}, None
