@@ -10,7 +10,9 @@ Labelling rule:
 - other tokens of defective images (partly covered, outside the mask, or images without a mask) are left
   out: their label is ambiguous, and the paper's normal positions come from good parts.
 
-A seeded sample (default 600 vectors, 1:1) is embedded with sklearn's t-SNE and drawn as in Fig. 5:
+A seeded sample (default 600 vectors, 1:1) is reduced to its first 50 principal components (the reference
+t-SNE implementations' default step; ``pca_dims=0`` skips it), embedded with sklearn's t-SNE and drawn as
+in Fig. 5:
 circles normal, triangles anomalies, colour = the predicted anomaly score of the token (the mean of the
 anomaly map, as ``inspector evaluate`` scores it, over the token's footprint). Two figures check the
 separation without looking: the silhouette of normal vs anomaly in the 2-D embedding ([-1, 1]) and the
@@ -44,6 +46,9 @@ from inspector.torchutil import resolve_device, set_threads
 log = logging.getLogger(__name__)
 
 NORMAL, ANOMALY, EXCLUDED = 0, 1, -1
+# Principal components kept before the t-SNE, as in the reference implementations (van der Maaten's
+# tsne.py and bhtsne reduce to 50 by default; sklearn's TSNE documentation recommends it).
+PCA_DIMS = 50
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,26 @@ def sample_balanced(labels: np.ndarray, n: int, anomaly_share: float, seed: int)
     return np.sort(pick)
 
 
+def _check_pca_dims(dims: int) -> None:
+    if dims < 0:
+        raise ConfigError(f"--pca-dims {dims} must be >= 0 (0: no PCA step)")
+
+
+def reduce_pca(vectors: np.ndarray, dims: int, seed: int) -> tuple[np.ndarray, float]:
+    """The first ``dims`` principal components of ``vectors (n, C)``, and the share of variance they keep.
+
+    ``dims <= 0`` or ``dims >= min(n, C)`` returns the vectors unchanged (share 1.0).
+    """
+    _check_pca_dims(dims)
+    if dims == 0 or dims >= min(vectors.shape):
+        return vectors, 1.0
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=dims, svd_solver="full", random_state=seed)
+    reduced = pca.fit_transform(vectors.astype(np.float64))
+    return reduced, float(pca.explained_variance_ratio_.sum())
+
+
 def embed(vectors: np.ndarray, seed: int, perplexity: float = 30.0) -> np.ndarray:
     """t-SNE of ``vectors (n, C)`` to ``(n, 2)`` (sklearn, PCA init, seeded)."""
     from sklearn.manifold import TSNE
@@ -175,10 +200,14 @@ def plot(embedding: np.ndarray, labels: np.ndarray, scores: np.ndarray, path: Pa
 
 def visualize(product: str, data: str | Path, home: str | Path | None = None, n: int = 600,
               out: str | Path = "tsne.png", seed: int = 0, min_overlap: float = 0.5, anomaly_share: float = 0.5,
-              device: str = "auto", threads: int = 0) -> dict[str, Any]:
-    """Write ``out`` (PNG), and beside it ``.csv`` (x, y, label, score) and ``.json``; returns the JSON content."""
+              device: str = "auto", threads: int = 0, pca_dims: int = PCA_DIMS) -> dict[str, Any]:
+    """Write ``out`` (PNG), and beside it ``.csv`` (x, y, label, score) and ``.json``; returns the JSON content.
+
+    ``pca_dims``: principal components the vectors are reduced to before the t-SNE (0: none).
+    """
     if not 0.0 < min_overlap <= 1.0:
         raise ConfigError(f"--min-overlap {min_overlap} must be in (0, 1]")
+    _check_pca_dims(pca_dims)  # before the slow part
     set_threads(threads)
     t0 = time.perf_counter()
     ckpt = load_checkpoint(model_path(home, product))
@@ -190,11 +219,13 @@ def visualize(product: str, data: str | Path, home: str | Path | None = None, n:
     pick = sample_balanced(tokens.labels, n, anomaly_share, seed)
     vectors, labels, scores = tokens.vectors[pick], tokens.labels[pick], tokens.scores[pick]
     t1 = time.perf_counter()
-    emb = embed(vectors, seed)
+    reduced, kept = reduce_pca(vectors, pca_dims, seed)
+    emb = embed(reduced, seed)
     t_tsne = time.perf_counter() - t1
     sep = separation(emb, vectors, labels)
     out = Path(out)
-    plot(emb, labels, scores, out, f"{product}: t-SNE of {len(pick)} feature-difference vectors d = f - f_hat\n"
+    plot(emb, labels, scores, out, f"{product}: t-SNE of {len(pick)} feature-difference vectors d = f - f_hat"
+         f"{f' (first {reduced.shape[1]} PCs)' if reduced.shape[1] < vectors.shape[1] else ''}\n"
          f"silhouette {sep['silhouette']:.2f}, vector-norm AUROC {sep['norm_auroc']:.3f}")
     with open(out.with_suffix(".csv"), "w", newline="") as f:
         w = csv.writer(f)
@@ -209,6 +240,8 @@ def visualize(product: str, data: str | Path, home: str | Path | None = None, n:
         "available": {"normal": int((tokens.labels == NORMAL).sum()), "anomaly": int((tokens.labels == ANOMALY).sum())},
         "rule": f"anomaly: token footprint covered >= {min_overlap:.0%} by the mask; normal: tokens of good images",
         "vector_dim": int(vectors.shape[1]),
+        "tsne_input_dim": int(reduced.shape[1]),
+        "pca_explained_variance": kept,
         "product": product,
         "checkpoint_sha256": ckpt.sha256,
         "data": str(Path(data).resolve()),

@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 
 from inspector.cli import main
-from inspector.errors import DataError
-from inspector.visualize import ANOMALY, EXCLUDED, NORMAL, sample_balanced, token_labels, visualize
+from inspector.errors import ConfigError, DataError
+from inspector.visualize import (
+    ANOMALY,
+    EXCLUDED,
+    NORMAL,
+    reduce_pca,
+    sample_balanced,
+    token_labels,
+    visualize,
+)
 
 
 def test_token_labels_follow_the_half_footprint_rule():
@@ -34,6 +42,25 @@ def test_sampling_is_balanced_seeded_and_refuses_too_few():
     assert (labels[sample_balanced(labels, 100, 0.25, seed=0)] == ANOMALY).sum() == 25
     with pytest.raises(DataError, match="100 anomalous"):
         sample_balanced(labels, 600, 0.5, seed=0)
+
+
+def test_pca_step_keeps_low_rank_geometry_and_can_be_switched_off():
+    rng = np.random.default_rng(3)
+    vectors = (rng.normal(size=(200, 3)) @ rng.normal(size=(3, 40))).astype(np.float32)  # rank 3 in 40-D
+    reduced, kept = reduce_pca(vectors, 3, seed=0)
+    assert reduced.shape == (200, 3) and kept == pytest.approx(1.0, abs=1e-6)
+
+    def dist(x):
+        return np.linalg.norm(x[:, None] - x[None], axis=-1)
+
+    np.testing.assert_allclose(dist(reduced), dist(vectors), rtol=1e-3, atol=1e-3)
+    noisy = vectors + rng.normal(scale=3.0, size=vectors.shape).astype(np.float32)
+    assert 0.0 < reduce_pca(noisy, 3, seed=0)[1] < 0.99
+    for dims in (0, 40, 500):  # off, or nothing to reduce
+        same, share = reduce_pca(vectors, dims, seed=0)
+        assert same is vectors and share == 1.0
+    with pytest.raises(ConfigError, match="--pca-dims -1"):
+        reduce_pca(vectors, -1, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -90,5 +117,11 @@ def test_cli_smaller_n_and_the_error_for_too_many(trained, capsys, tmp_path):
     assert main([*args, "--n", "8"]) == 1  # 4 anomalous tokens asked, 3 exist
     assert main([*args, "--n", "6"]) == 0
     assert "6 vectors (3 normal, 3 anomalous" in capsys.readouterr().out
+    assert main([*args, "--n", "6", "--pca-dims", "2"]) == 0
+    assert "t-SNE input dim 2 (" in capsys.readouterr().out
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["tsne_input_dim"] == 2 and 0.0 < saved["pca_explained_variance"] <= 1.0
+    assert main([*args, "--n", "6", "--pca-dims", "-3"]) == 1
+    assert "--pca-dims -3" in capsys.readouterr().err
     labels = [row[2] for row in list(csv.reader(out.with_suffix(".csv").open()))[1:]]
     assert sorted(labels) == ["0", "0", "0", "1", "1", "1"]

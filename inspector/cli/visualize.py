@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="mask coverage of a token's footprint that makes it an anomaly (default 0.5)")
     p.add_argument("--out", default="tsne.png", metavar="PNG", help="figure path; .csv and .json go beside it")
     p.add_argument("--seed", type=int, default=0, help="sampling and t-SNE seed (default 0)")
+    p.add_argument("--pca-dims", type=int, default=None, metavar="K",
+                   help="principal components kept before the t-SNE, as the reference t-SNE implementations do "
+                   "(default 50; 0: embed the vectors as they are)")
     add_device(p)
     add_threads(p)
     add_home(p)
@@ -32,13 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inspector.visualize import visualize
+    from inspector.visualize import PCA_DIMS, visualize
 
     r = visualize(args.product, args.data, home=args.home, n=args.n, out=args.out, seed=args.seed,
                   min_overlap=args.min_overlap, anomaly_share=args.anomaly_share, device=args.device,
-                  threads=args.threads)
+                  threads=args.threads, pca_dims=PCA_DIMS if args.pca_dims is None else args.pca_dims)
     print(f"{r['n']} vectors ({r['n_normal']} normal, {r['n_anomaly']} anomalous; available "
-          f"{r['available']['normal']} / {r['available']['anomaly']}), dim {r['vector_dim']}")
+          f"{r['available']['normal']} / {r['available']['anomaly']}), dim {r['vector_dim']}, t-SNE input dim "
+          f"{r['tsne_input_dim']} ({r['pca_explained_variance']:.0%} of the variance)")
     print(f"silhouette {r['silhouette']:.3f}, vector-norm AUROC {r['norm_auroc']:.4f}, "
           f"token-score AUROC {r['score_auroc']:.4f}, {r['seconds']:.1f} s (t-SNE {r['tsne_seconds']:.1f} s)")
     print(f"wrote {args.out} and its .csv / .json")
