@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 NORMAL, ANOMALY, EXCLUDED = 0, 1, -1
 # Principal components kept before the t-SNE, as in the reference implementations (van der Maaten's
-# tsne.py and bhtsne reduce to 50 by default; sklearn's TSNE documentation recommends it).
+# tsne.py and bhtsne reduce to 50 by default; sklearn's TSNE documentation recommends about 50 for
+# high-dimensional data).
 PCA_DIMS = 50
 
 
@@ -137,7 +138,8 @@ def _check_pca_dims(dims: int) -> None:
 def reduce_pca(vectors: np.ndarray, dims: int, seed: int) -> tuple[np.ndarray, float]:
     """The first ``dims`` principal components of ``vectors (n, C)``, and the share of variance they keep.
 
-    ``dims <= 0`` or ``dims >= min(n, C)`` returns the vectors unchanged (share 1.0).
+    ``dims == 0`` or ``dims >= min(n, C)`` returns the vectors unchanged (share 1.0); ``dims < 0`` raises
+    ConfigError.
     """
     _check_pca_dims(dims)
     if dims == 0 or dims >= min(vectors.shape):
