@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,10 @@ BACKBONE_LABELS = {
 # Paper order first, then the offline Lite family that this machine always has.
 BACKBONE_ORDER = ("resnet18", "resnet34", "efficientnet_b0", "efficientnet_b4",
                   "tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2")
+# Group (c)'s claim is not "baseline > variant" but "a larger backbone does better": the paper's chain
+# (Res-18 < Res-34 < B0 < B4), and the Lite family in its own order of size (not in the paper).
+BACKBONE_CHAINS = (("resnet18", "resnet34", "efficientnet_b0", "efficientnet_b4"),
+                   ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"))
 
 
 @dataclass(frozen=True)
@@ -378,20 +383,52 @@ def render_table(doc: dict[str, Any]) -> str:
 
 
 def orderings(doc: dict[str, Any]) -> list[str]:
-    """For each non-baseline row with a paper figure: does 'baseline > variant' hold in the paper and here?"""
+    """Does each of the paper's orderings hold here? One line per comparison whose two variants are done.
+
+    Groups a, b, d: 'baseline > variant', with the paper's pair beside ours where it has one. Group c:
+    'larger backbone > smaller' for neighbours along BACKBONE_CHAINS, skipping backbones not done.
+    """
     base = doc["variants"].get(BASELINE, {})
     out = []
+    for g in GROUPS:
+        if g == "c":
+            out += _backbone_orderings(doc)
+            continue
+        for r in doc["rows"]:
+            if r["group"] != g or r["key"] == BASELINE:
+                continue
+            v = doc["variants"].get(r["key"], {})
+            if not (_done(base) and _done(v)):
+                continue
+            group_base = next(x for x in doc["rows"] if x["group"] == g and x["key"] == BASELINE)
+            out.append(_compare(g, (group_base["label"], base, group_base["paper"]), (r["label"], v, r["paper"])))
+    return out
+
+
+def _done(v: dict[str, Any]) -> bool:
+    return v.get("status") == "done" and v.get("pixel_auroc") is not None
+
+
+def _compare(group: str, hi: tuple[str, dict[str, Any], float | None], lo: tuple[str, dict[str, Any], float | None]) -> str:
+    """'(g) HI > LO: ours holds (x vs y); paper p vs q' for (label, result, paper figure) pairs."""
+    (hl, hv, hp), (ll, lv, lp) = hi, lo
+    ours = hv["pixel_auroc"] > lv["pixel_auroc"]
+    text = (f"({group}) {hl} > {ll}: ours {'holds' if ours else 'does NOT hold'} "
+            f"({_pct(hv['pixel_auroc'])} vs {_pct(lv['pixel_auroc'])})")
+    if hp is not None and lp is not None:
+        return text + f"; paper {hp:.1f} vs {lp:.1f}"
+    return text + "; not in the paper, whose backbones do better as they grow"
+
+
+def _backbone_orderings(doc: dict[str, Any]) -> list[str]:
+    by_name: dict[str, tuple[str, dict[str, Any], float | None]] = {}
+    names = {label: name for name, label in BACKBONE_LABELS.items()}
     for r in doc["rows"]:
-        if r["key"] == BASELINE:
-            continue
         v = doc["variants"].get(r["key"], {})
-        if v.get("status") != "done" or base.get("status") != "done" or v.get("pixel_auroc") is None:
-            continue
-        group_base = next(x for x in doc["rows"] if x["group"] == r["group"] and x["key"] == BASELINE)
-        ours = base["pixel_auroc"] > v["pixel_auroc"]
-        text = (f"({r['group']}) {group_base['label']} > {r['label']}: ours {'holds' if ours else 'does NOT hold'} "
-                f"({_pct(base['pixel_auroc'])} vs {_pct(v['pixel_auroc'])})")
-        if r["paper"] is not None and group_base["paper"] is not None:
-            text += f"; paper {group_base['paper']:.1f} vs {r['paper']:.1f}"
-        out.append(text)
+        if r["group"] == "c" and r["label"] in names and _done(v):
+            by_name[names[r["label"]]] = (r["label"], v, r["paper"])
+    out = []
+    for chain in BACKBONE_CHAINS:
+        done = [by_name[n] for n in chain if n in by_name]
+        out += [_compare("c", larger, smaller) for smaller, larger in pairwise(done)]
     return out

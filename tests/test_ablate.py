@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import inspector.ablate as ablate_mod
-from inspector.ablate import BASELINE, ablate, plan, render_table
+from inspector.ablate import BASELINE, ablate, orderings, plan, render_table
 from inspector.cli import main
 from inspector.config import to_dict
 from inspector.errors import ConfigError
@@ -35,6 +35,29 @@ def test_plan_has_every_paper_variant_with_its_figure():
     # The baseline closes groups a, b, d and is the Lite0 row of group c: trained once, shown four times.
     assert [r.group for r in rows if r.key == BASELINE] == ["a", "b", "c", "d"]
     assert len({r.key for r in rows}) == len(rows) - 3
+
+
+def test_backbone_orderings_compare_neighbours_by_size_not_against_the_baseline():
+    rows = [dataclasses.asdict(r) for r in plan(("c", "d"), "tf_efficientnet_lite0")]
+    done = {"status": "done"}
+    variants = {
+        BASELINE: {**done, "pixel_auroc": 0.984},  # Lite0, also multi-scale in (d)
+        "backbone_tf_efficientnet_lite1": {**done, "pixel_auroc": 0.983},
+        "backbone_tf_efficientnet_lite2": {**done, "pixel_auroc": 0.986},
+        "backbone_resnet18": {**done, "pixel_auroc": 0.950},
+        "backbone_resnet34": {"status": "unavailable", "reason": "no weights"},
+        "backbone_efficientnet_b4": {**done, "pixel_auroc": 0.970},
+        "last_layer": {**done, "pixel_auroc": 0.980},
+    }
+    lines = orderings({"rows": rows, "variants": variants})
+    assert lines == [
+        "(c) Efficient-B4 > Res-18: ours holds (97.0 vs 95.0); paper 97.2 vs 95.3",  # Res-34 and B0 skipped
+        "(c) Efficient-Lite1 > Efficient-Lite0: ours does NOT hold (98.3 vs 98.4); not in the paper, whose "
+        "backbones do better as they grow",
+        "(c) Efficient-Lite2 > Efficient-Lite1: ours holds (98.6 vs 98.3); not in the paper, whose backbones "
+        "do better as they grow",
+        "(d) multi-scale > last layer: ours holds (98.4 vs 98.0); paper 97.2 vs 96.0",
+    ]
 
 
 def test_plan_refuses_unknown_group():
