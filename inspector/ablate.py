@@ -409,26 +409,35 @@ def _done(v: dict[str, Any]) -> bool:
     return v.get("status") == "done" and v.get("pixel_auroc") is not None
 
 
-def _compare(group: str, hi: tuple[str, dict[str, Any], float | None], lo: tuple[str, dict[str, Any], float | None]) -> str:
-    """'(g) HI > LO: ours holds (x vs y); paper p vs q' for (label, result, paper figure) pairs."""
+def _compare(group: str, hi: tuple[str, dict[str, Any], float | None], lo: tuple[str, dict[str, Any], float | None],
+             no_paper: str = "") -> str:
+    """'(g) HI > LO: ours holds (x vs y); paper p vs q' for (label, result, paper figure) pairs.
+
+    Values that would print equal at one decimal are printed with two. ``no_paper`` ends the line when
+    either side has no paper figure.
+    """
     (hl, hv, hp), (ll, lv, lp) = hi, lo
-    ours = hv["pixel_auroc"] > lv["pixel_auroc"]
-    text = (f"({group}) {hl} > {ll}: ours {'holds' if ours else 'does NOT hold'} "
-            f"({_pct(hv['pixel_auroc'])} vs {_pct(lv['pixel_auroc'])})")
+    x, y = hv["pixel_auroc"], lv["pixel_auroc"]
+    shown = (_pct(x), _pct(y)) if _pct(x) != _pct(y) else (f"{100 * x:.2f}", f"{100 * y:.2f}")
+    text = f"({group}) {hl} > {ll}: ours {'holds' if x > y else 'does NOT hold'} ({shown[0]} vs {shown[1]})"
     if hp is not None and lp is not None:
         return text + f"; paper {hp:.1f} vs {lp:.1f}"
-    return text + "; not in the paper, whose backbones do better as they grow"
+    return text + no_paper
 
 
 def _backbone_orderings(doc: dict[str, Any]) -> list[str]:
+    base_backbone = doc.get("baseline_preset", {}).get("model", {}).get("backbone")
     by_name: dict[str, tuple[str, dict[str, Any], float | None]] = {}
-    names = {label: name for name, label in BACKBONE_LABELS.items()}
     for r in doc["rows"]:
         v = doc["variants"].get(r["key"], {})
-        if r["group"] == "c" and r["label"] in names and _done(v):
-            by_name[names[r["label"]]] = (r["label"], v, r["paper"])
+        if r["group"] != "c" or not _done(v):
+            continue
+        name = base_backbone if r["key"] == BASELINE else dict(r.get("changes") or ()).get("backbone")
+        if name is not None:
+            by_name[name] = (r["label"], v, r["paper"])
     out = []
     for chain in BACKBONE_CHAINS:
         done = [by_name[n] for n in chain if n in by_name]
-        out += [_compare("c", larger, smaller) for smaller, larger in pairwise(done)]
+        out += [_compare("c", larger, smaller, "; not in the paper, whose backbones do better as they grow")
+                for smaller, larger in pairwise(done)]
     return out

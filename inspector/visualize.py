@@ -46,9 +46,9 @@ from inspector.torchutil import resolve_device, set_threads
 log = logging.getLogger(__name__)
 
 NORMAL, ANOMALY, EXCLUDED = 0, 1, -1
-# Principal components kept before the t-SNE, as in the reference implementations (van der Maaten's
-# tsne.py and bhtsne reduce to 50 by default; sklearn's TSNE documentation recommends about 50 for
-# high-dimensional data).
+# Principal components kept before the t-SNE, as in the reference implementations: van der Maaten's
+# tsne.py and bhtsne reduce to 50 by default (sklearn's TSNE documentation suggests the same when the
+# number of features is very high).
 PCA_DIMS = 50
 
 
@@ -135,20 +135,22 @@ def _check_pca_dims(dims: int) -> None:
         raise ConfigError(f"--pca-dims {dims} must be >= 0 (0: no PCA step)")
 
 
-def reduce_pca(vectors: np.ndarray, dims: int, seed: int) -> tuple[np.ndarray, float]:
+def reduce_pca(vectors: np.ndarray, dims: int) -> tuple[np.ndarray, float]:
     """The first ``dims`` principal components of ``vectors (n, C)``, and the share of variance they keep.
 
-    ``dims == 0`` or ``dims >= min(n, C)`` returns the vectors unchanged (share 1.0); ``dims < 0`` raises
-    ConfigError.
+    Deterministic (a full SVD). ``dims == 0`` or ``dims >= min(n, C)`` returns the vectors unchanged (share
+    1.0); ``dims < 0`` raises ConfigError. Vectors without variance keep share 1.0.
     """
     _check_pca_dims(dims)
     if dims == 0 or dims >= min(vectors.shape):
         return vectors, 1.0
+    if not np.any(vectors.var(axis=0) > 0):  # identical vectors: every component is zero
+        return np.zeros((len(vectors), dims)), 1.0
     from sklearn.decomposition import PCA
 
-    pca = PCA(n_components=dims, svd_solver="full", random_state=seed)
+    pca = PCA(n_components=dims, svd_solver="full")
     reduced = pca.fit_transform(vectors.astype(np.float64))
-    return reduced, float(pca.explained_variance_ratio_.sum())
+    return reduced, min(float(np.sum(pca.explained_variance_ratio_)), 1.0)
 
 
 def embed(vectors: np.ndarray, seed: int, perplexity: float = 30.0) -> np.ndarray:
@@ -221,14 +223,14 @@ def visualize(product: str, data: str | Path, home: str | Path | None = None, n:
     pick = sample_balanced(tokens.labels, n, anomaly_share, seed)
     vectors, labels, scores = tokens.vectors[pick], tokens.labels[pick], tokens.scores[pick]
     t1 = time.perf_counter()
-    reduced, kept = reduce_pca(vectors, pca_dims, seed)
+    reduced, kept = reduce_pca(vectors, pca_dims)
     emb = embed(reduced, seed)
     t_tsne = time.perf_counter() - t1
     sep = separation(emb, vectors, labels)
     out = Path(out)
     plot(emb, labels, scores, out, f"{product}: t-SNE of {len(pick)} feature-difference vectors d = f - f_hat"
          f"{f' (first {reduced.shape[1]} PCs)' if reduced.shape[1] < vectors.shape[1] else ''}\n"
-         f"silhouette {sep['silhouette']:.2f}, vector-norm AUROC {sep['norm_auroc']:.3f}")
+         f"silhouette {sep['silhouette']:.3f}, vector-norm AUROC {sep['norm_auroc']:.4f}")
     with open(out.with_suffix(".csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["x", "y", "label", "score"])

@@ -1,4 +1,4 @@
-"""inspector visualize --product NAME --data DIR [--n 600] [--out tsne.png] [--home DIR] [--seed S]"""
+"""inspector visualize --product NAME --data DIR [--n 600] [--out tsne.png] [--home DIR] [--seed S] [--pca-dims K]"""
 
 from __future__ import annotations
 
