@@ -34,11 +34,9 @@ def export_onnx(module: torch.nn.Module, path: Path, sample: torch.Tensor, max_b
         raise ExportError("export needs a sample batch of at least 2 frames")
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=max_batch)
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        with torch.no_grad(), warnings.catch_warnings(), _quiet_exporter_logs():
+        with staged_file(path) as tmp, torch.no_grad(), warnings.catch_warnings(), \
+                quiet_loggers("onnxscript", "onnx_ir"):
             warnings.simplefilter("ignore")  # exporter deprecation chatter; failures still raise
             torch.onnx.export(
                 module.eval(), (sample,), str(tmp), dynamo=True, input_names=[INPUT_NAME],
@@ -46,25 +44,37 @@ def export_onnx(module: torch.nn.Module, path: Path, sample: torch.Tensor, max_b
                 opset_version=opset, optimize=True, external_data=False, verbose=False,
                 **({"custom_translation_table": translations} if translations else {}),
             )
-        os.replace(tmp, path)
     except Exception as e:  # noqa: BLE001 - any exporter failure is an ExportError naming the model
         raise ExportError(f"ONNX export to {path} failed: {type(e).__name__}: {e}") from e
+
+
+@contextlib.contextmanager
+def staged_file(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path``: moved onto ``path`` when the block ends without an error, removed
+    otherwise, so a failed write never leaves a half-written file behind."""
+    fd, name = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
-def _quiet_exporter_logs() -> Iterator[None]:
-    """onnxscript and onnx_ir log every rewrite at INFO; keep the user's log readable."""
-    loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir")]
+def quiet_loggers(*names: str, level: int = logging.WARNING) -> Iterator[None]:
+    """Raise the named loggers ("" is the root) to ``level`` for the block: onnxscript and onnx_ir log every
+    rewrite at INFO, onnxruntime's quantizer warns through the root logger; keep the user's log readable."""
+    loggers = [logging.getLogger(name or None) for name in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.WARNING)
+        lg.setLevel(level)
     try:
         yield
     finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
+        for lg, old in zip(loggers, levels, strict=True):
+            lg.setLevel(old)
 
 
 @torch.no_grad()

@@ -23,12 +23,9 @@ dynamically quantised, for onnxruntime on the CPU.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +36,7 @@ from torch import nn
 from inspector.errors import ExportError
 from inspector.model.adtr import Attention
 from inspector.model.weights import sha256_file
-from inspector.onnxio import export_onnx, verify_onnx
+from inspector.onnxio import export_onnx, quiet_loggers, staged_file, verify_onnx
 
 log = logging.getLogger(__name__)
 
@@ -185,35 +182,18 @@ def write_int8_graph(source: Path, model: nn.Module, frames: torch.Tensor,
     except ImportError as e:
         raise ExportError("--int8 needs onnxruntime's quantization tools (pip install inspector[onnx])") from e
     path = source.parent / INT8_ONNX
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=source.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     check = None
     try:
-        with _quiet_root_logger():
-            quantize_dynamic(str(source), str(tmp), op_types_to_quantize=["MatMul"], per_channel=True,
-                             reduce_range=True, weight_type=QuantType.QInt8)
-        if verify:
-            check = verify_onnx(tmp, model, frames[:3], INT8_TOLERANCE)
-        os.replace(tmp, path)
+        with staged_file(path) as tmp:
+            with quiet_loggers("", level=logging.ERROR):
+                quantize_dynamic(str(source), str(tmp), op_types_to_quantize=["MatMul"], per_channel=True,
+                                 reduce_range=True, weight_type=QuantType.QInt8)
+            if verify:
+                check = verify_onnx(tmp, model, frames[:3], INT8_TOLERANCE)
     except ExportError as e:  # the check failed: name the file the user knows, not the temporary one
         raise ExportError(f"{INT8_ONNX} (quantised from {source.name}) was not written: {e}") from e
     except Exception as e:  # noqa: BLE001 - quantizer failures become an ExportError naming the file
         raise ExportError(f"int8 quantisation of {source} failed: {type(e).__name__}: {e}") from e
-    finally:
-        tmp.unlink(missing_ok=True)
     entry = {"path": INT8_ONNX, "sha256": sha256_file(path), "consumers": ["onnxruntime"], "from": source.name,
              "quantization": "dynamic; MatMul weights int8 per channel (7-bit range), activations uint8 per call"}
     return entry, check
-
-
-@contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    """onnxruntime's quantizer warns through the root logger ("consider pre-processing"); not the user's concern."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
