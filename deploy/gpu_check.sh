@@ -102,7 +102,7 @@ if has parity; then
 import json, sys
 import cv2, numpy as np, torch
 from inspector.data.dataset import load_dataset, read_image, read_mask
-from inspector.metrics import auroc, pixel_auroc
+from inspector.evaluate.metrics import auroc, pixel_auroc
 from inspector.runtime import open_backend
 from inspector.runtime.common import open_bundle
 from inspector.runtime.torch_backend import TorchBackend

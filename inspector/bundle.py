@@ -23,11 +23,13 @@ from typing import Any
 
 import torch
 
-from inspector.config import Preset, load_dataclass
+from inspector.config import load_dataclass
 from inspector.errors import CheckpointError
 from inspector.model.adtr import ADTR, PixelPatches
 from inspector.model.backbone import build_backbone_skeleton
+from inspector.model.graph import GraphSpec, InspectionModel, inspection_model
 from inspector.model.weights import sha256_file
+from inspector.preset import Preset
 
 FORMAT = "inspector-adtr/1"
 PRODUCT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -120,3 +122,8 @@ def build_model(ckpt: Checkpoint) -> ADTR:
     except RuntimeError as e:
         raise CheckpointError(f"{ckpt.path}: weights do not match the architecture in its config: {e}") from e
     return model.eval()
+
+
+def build_inspection_model(ckpt: Checkpoint, spec: GraphSpec) -> InspectionModel:
+    """The float32 serving graph of ``ckpt`` with the serving settings ``spec``, on the CPU, in eval mode."""
+    return inspection_model(build_model(ckpt), *ckpt.mean_std, spec)

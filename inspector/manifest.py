@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.errors import CheckpointError
+from inspector.model.graph import GraphSpec
 from inspector.model.weights import sha256_file
 
 SCHEMA = 1
@@ -100,6 +101,13 @@ def mask_shape(manifest: dict[str, Any]) -> tuple[int, int]:
     """(h, w) of the anomaly map the graph returns."""
     h, w = manifest["mask_size"]
     return int(h), int(w)
+
+
+def spec_from_manifest(manifest: dict[str, Any]) -> GraphSpec:
+    """The GraphSpec recorded by ``inspector export``."""
+    roi = manifest.get("roi")
+    return GraphSpec(frame=frame_shape(manifest), roi=tuple(int(v) for v in roi) if roi else None,
+                     mask_size=mask_shape(manifest))
 
 
 def verified_file(bundle: Path, entry: dict[str, Any], what: str, redo: str) -> Path:

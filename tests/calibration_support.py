@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from inspector.bundle import build_model, load_checkpoint
-from inspector.evaluate import scorer_for
+from inspector.model.graph import InspectionModel
 from inspector.model.preprocess import Preprocess
-from inspector.model.scoring import InspectionModel
+from inspector.model.scoring import AnomalyScorer
 from inspector.result import InferenceResult
 from inspector.runtime.base import Backend
 
@@ -55,7 +55,7 @@ class TorchFrames(Backend):
         ckpt = load_checkpoint(model_pt)
         adtr = build_model(ckpt)
         mean, std = ckpt.mean_std
-        self.model = InspectionModel(Preprocess(adtr.cfg.input_size, mean, std), adtr, scorer_for(adtr)).eval()
+        self.model = InspectionModel(Preprocess(adtr.cfg.input_size, mean, std), adtr, AnomalyScorer.for_config(adtr.cfg)).eval()
         self._frame, self._max_batch, self.frames_seen, self.closed = frame, max_batch, 0, False
 
     @property

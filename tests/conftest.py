@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from inspector.config import Preset, TrainConfig
 from inspector.model.adtr import ModelConfig
+from inspector.preset import Preset, TrainConfig
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -54,7 +54,7 @@ def synthetic_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, synthetic_root) -> dict:
     """A tiny model trained on ``synthetic_root``: {'home', 'product', 'data', 'result'}."""
-    from inspector.train import train
+    from inspector.train.run import train
 
     home = tmp_path_factory.mktemp("home")
     result = train("cable", synthetic_root, TINY, home=home, device="cpu", progress=False)

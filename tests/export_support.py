@@ -20,7 +20,7 @@ _CACHE: dict[str, Path] = {}
 def exported_home(trained: dict, tmp_root: Path) -> Path:
     """A home holding the tiny model of ``trained`` exported with --fp16 (max batch 4); made once per session."""
     if "home" not in _CACHE:
-        from inspector.export import ExportOptions, export
+        from inspector.export.run import ExportOptions, export
 
         home = tmp_root / "exported"
         (home / "engines" / "cable").mkdir(parents=True)

@@ -12,12 +12,11 @@ import pytest
 import torch
 
 from inspector.bundle import build_model, load_checkpoint, model_path
-from inspector.config import load_preset
 from inspector.data.dataset import load_dataset
-from inspector.evaluate import evaluate
+from inspector.evaluate.run import evaluate
 from inspector.model.preprocess import Preprocess
-from inspector.train import train
-from inspector.visualize import (
+from inspector.preset import load_preset
+from inspector.tools.visualize import (
     PCA_DIMS,
     collect_tokens,
     embed,
@@ -26,6 +25,7 @@ from inspector.visualize import (
     separation,
     visualize,
 )
+from inspector.train.run import train
 
 pytestmark = [pytest.mark.slow, pytest.mark.bars]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from inspector.config import Preset, TrainConfig, load_dataclass, load_preset, preset_names
+from inspector.config import load_dataclass
 from inspector.errors import ConfigError
+from inspector.preset import Preset, TrainConfig, load_preset, preset_names
 
 
 def test_shipped_presets_load():

@@ -51,8 +51,9 @@ def parse_weights(items: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from inspector.ablate import BACKBONE_ORDER, ablate
-    from inspector.config import TrainConfig, load_dataclass, load_preset, override, to_dict
+    from inspector.config import load_dataclass, override, to_dict
+    from inspector.preset import TrainConfig, load_preset
+    from inspector.tools.ablate import BACKBONE_ORDER, ablate
 
     preset = load_preset(args.config)
     tcfg = override(preset.train, epochs=args.epochs, seed=args.seed, threads=args.threads)

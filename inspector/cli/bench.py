@@ -49,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from inspector.bench import bench, format_table, frame_pool, machine
     from inspector.errors import BackendError
+    from inspector.tools.bench import bench, format_table, frame_pool, machine
 
-    log = logging.getLogger("inspector.bench")
+    log = logging.getLogger("inspector.tools.bench")
     if args.batch < 1 or args.frames < 1 or args.warmup < 0:
         raise BackendError("--batch and --frames must be at least 1, --warmup at least 0")
     with tempfile.TemporaryDirectory(prefix="inspector-bench-") as tmp:
@@ -97,7 +97,7 @@ def _bundle_home(args: argparse.Namespace, tmp, log) -> str | None:
 
     from inspector.bundle import bundle_dir, home_dir
     from inspector.errors import CheckpointError
-    from inspector.export import ExportOptions, export
+    from inspector.export.run import ExportOptions, export
     from inspector.manifest import frame_shape, load_manifest
 
     src = bundle_dir(args.home, args.product)

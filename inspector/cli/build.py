@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from inspector.errors import BackendError
-    from inspector.runtime.tensorrt_build import build_engine
+    from inspector.export.tensorrt_build import build_engine
 
     if not args.device.startswith("cuda"):
         raise BackendError(f"--device {args.device}: TensorRT builds for a CUDA GPU (cuda or cuda:N)")

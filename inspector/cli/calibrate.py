@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def policy_from_args(args: argparse.Namespace):
     """The Policy the flags ask for; contradictory flags are a ConfigError."""
-    from inspector.calibrate import Policy
+    from inspector.calibrate.run import Policy
     from inspector.errors import ConfigError
 
     name = args.policy
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_check(args)
     if args.json:
         raise ConfigError("--json goes with --check")
-    from inspector.calibrate import calibrate
+    from inspector.calibrate.run import calibrate
 
     r = calibrate(args.product, home=args.home, data=args.data, policy=policy_from_args(args), backend=args.backend,
                   device=args.device, threads=args.threads, write_report=not args.no_report)
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from inspector.calibrate import check
+    from inspector.calibrate.run import check
     from inspector.errors import ConfigError
 
     if not args.data:

@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from inspector.client.subscriber import ControlClient
     from inspector.errors import ConfigError
-    from inspector.stream.client import ControlClient
 
     extra = {}
     if args.cmd in ("switch_product", "trigger"):

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inspector.demo import run_demo
+    from inspector.tools.demo import run_demo
 
     result = run_demo(home=args.home, out=args.out, data=args.data, product=args.product, frames=args.frames,
                       epochs=args.epochs)

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inspector.evaluate import evaluate
+    from inspector.evaluate.run import evaluate
 
     r = evaluate(args.product, args.data, home=args.home, device=args.device, json_out=args.json,
                  images_dir=args.images, threads=args.threads)

@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from inspector.bundle import bundle_dir
-    from inspector.export import ExportOptions, export
+    from inspector.export.run import ExportOptions, export
 
     opts = ExportOptions(frame=args.frame, roi=args.roi, mask_size=args.mask_size, max_batch=args.max_batch,
                          fp16=args.fp16, layernorm=args.layernorm, opset=args.opset, verify=not args.no_verify,

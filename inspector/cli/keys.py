@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inspector.stream.security import generate_keys
+    from inspector.protocol.auth import generate_keys
 
     for name in args.name or ["server", "client"]:
         public, secret = generate_keys(args.out, name)

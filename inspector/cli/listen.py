@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from inspector.stream.client import Subscriber
-    from inspector.stream.listener import FrameLookup, listen
+    from inspector.client.listen import FrameLookup, listen
+    from inspector.client.subscriber import Subscriber
 
     sub = Subscriber(args.connect, line=args.line, curve=tuple(args.curve) if args.curve else None)
     try:

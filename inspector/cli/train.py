@@ -36,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from inspector.config import load_preset, override
-    from inspector.train import train
+    from inspector.config import override
+    from inspector.preset import load_preset
+    from inspector.train.run import train
 
     preset = load_preset(args.config)
     tcfg = override(preset.train, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _checked(tcfg):
     """Re-validate overridden values against the config's ranges."""
-    from inspector.config import TrainConfig, load_dataclass, to_dict
+    from inspector.config import load_dataclass, to_dict
+    from inspector.preset import TrainConfig
 
     return load_dataclass(TrainConfig, to_dict(tcfg), "command line", prefix="train.")

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inspector.visualize import PCA_DIMS, visualize
+    from inspector.tools.visualize import PCA_DIMS, visualize
 
     r = visualize(args.product, args.data, home=args.home, n=args.n, out=args.out, seed=args.seed,
                   min_overlap=args.min_overlap, anomaly_share=args.anomaly_share, device=args.device,

@@ -127,7 +127,7 @@ class Attention(nn.Module):
         """Scaled dot-product attention of projected tokens, ``q (B, N, d)``, ``k, v (B, M, d)`` -> ``(B, N, d)``.
 
         The head split and merge live here, so an export can swap this one method for a fused operator
-        (``inspector.ortgraph``) without touching the weights.
+        (``inspector.export.ortgraph``) without touching the weights.
         """
         b, n, d = q.shape
         h = self.heads

@@ -1,4 +1,4 @@
-"""Anomaly map and image score from a target and its reconstruction; the full inspection model.
+"""Anomaly map and image score from a target and its reconstruction.
 
 Anomaly map: L2 norm over channels of ``target - reconstruction`` on the token grid, bilinearly
 upsampled to the input size, optionally Gaussian-smoothed. Image score: the maximum of the map after
@@ -14,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inspector.model.adtr import ADTR
+from inspector.model.adtr import ModelConfig
 from inspector.model.backbone import GRID_STRIDE
-from inspector.model.preprocess import Preprocess
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -52,6 +51,11 @@ class AnomalyScorer(nn.Module):
         else:
             self.kernel = None
 
+    @classmethod
+    def for_config(cls, cfg: ModelConfig, map_size: tuple[int, int] | None = None) -> AnomalyScorer:
+        """The scorer a model config asks for: the one place that reads the scoring fields of ``ModelConfig``."""
+        return cls(cfg.input_size, cfg.target == "pixels", cfg.smoothing_sigma, cfg.pool_size, map_size=map_size)
+
     def _smooth(self, m: torch.Tensor) -> torch.Tensor:
         k = self.kernel
         r = (k.numel() - 1) // 2
@@ -73,20 +77,3 @@ class AnomalyScorer(nn.Module):
         if self.map_size is not None and tuple(self.map_size) != (self.input_size, self.input_size):
             m = F.interpolate(m, size=tuple(self.map_size), mode="bilinear", align_corners=False)
         return score, m[:, 0]
-
-
-class InspectionModel(nn.Module):
-    """Frames in, result out: ``uint8 (B, H, W, 3)`` BGR -> ``score (B,)``, ``anomaly_map (B, h, w)``.
-
-    This is the graph that is exported to ONNX and served by every backend.
-    """
-
-    def __init__(self, preprocess: Preprocess, adtr: ADTR, scorer: AnomalyScorer) -> None:
-        super().__init__()
-        self.preprocess = preprocess
-        self.adtr = adtr
-        self.scorer = scorer
-
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        target, recon = self.adtr(self.preprocess(frames))
-        return self.scorer(target, recon)

@@ -15,7 +15,7 @@ The daemon therefore runs with ``spin: false`` unless configured otherwise.
 
 Graph: in float32 the backend runs ``model.ort.onnx`` when the export wrote one (``graph='auto'``), the
 same function with ORT's fused MultiHeadAttention in place of the exported attention subgraphs
-(``inspector.ortgraph``; 3-6% faster on the CPU), else the plain ``model.onnx`` (``graph='standard'``
+(``inspector.export.ortgraph``; 3-6% faster on the CPU), else the plain ``model.onnx`` (``graph='standard'``
 forces it). float16 runs ``model.fp16.onnx`` and int8 ``model.int8.onnx`` (``inspector export --int8``).
 """
 

@@ -23,7 +23,6 @@ from inspector.manifest import find_engine
 from inspector.model.weights import sha256_file
 from inspector.result import INPUT_NAME, OUTPUT_NAMES, InferenceResult
 from inspector.runtime.common import Bundle, BundledBackend, batch_limit, check_frames
-from inspector.runtime.tensorrt_build import gpu_identity, import_tensorrt
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +81,30 @@ def engine_io(engine: Any, trt: Any) -> dict[str, tuple[bool, Any]]:
         name = engine.get_tensor_name(i)
         io[name] = (engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT, engine.get_tensor_dtype(name))
     return io
+
+
+
+def import_tensorrt() -> Any:
+    """The tensorrt module, or BackendError naming what is missing and what would work instead."""
+    try:
+        import tensorrt
+    except ImportError as e:
+        raise BackendError(
+            "TensorRT is not installed (pip install tensorrt on x86, or JetPack's python3-libnvinfer on Jetson); "
+            "the torch backend (CUDA or CPU) and the onnxruntime backend work without it"
+        ) from e
+    return tensorrt
+
+
+def gpu_identity(device_index: int = 0) -> tuple[str, str]:
+    """(GPU name, compute capability 'M.m') of a CUDA device, from torch; BackendError without a GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BackendError("TensorRT needs an NVIDIA GPU and torch sees none; the onnxruntime backend (CPU) and "
+                           "the torch backend (CPU) work here")
+    major, minor = torch.cuda.get_device_capability(device_index)
+    return torch.cuda.get_device_name(device_index), f"{major}.{minor}"
 
 
 class TensorRTBackend(BundledBackend):

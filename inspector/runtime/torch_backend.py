@@ -1,4 +1,4 @@
-"""PyTorch backend: the product's serving graph (``inspector.graph``) run by torch itself.
+"""PyTorch backend: the product's serving graph (``inspector.model.graph``) run by torch itself.
 
 - CPU: the float32 model in eager mode (what "plain eager torch" means in the benchmark).
 - CUDA: the mixed-precision twin (float16 backbone and transformer, float32 preprocessing, scoring and,
@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from inspector.bundle import load_checkpoint
+from inspector.bundle import build_inspection_model, load_checkpoint
 from inspector.errors import BackendError, CheckpointError
-from inspector.graph import build_inspection_model, spec_from_manifest, to_half
-from inspector.manifest import check_checkpoint
+from inspector.manifest import check_checkpoint, spec_from_manifest
+from inspector.model.half import to_half
 from inspector.result import InferenceResult
 from inspector.runtime.common import Bundle, BundledBackend, batch_limit, check_frames
 

@@ -23,7 +23,7 @@ from typing import Any
 import zmq
 
 from inspector.errors import ConfigError, InspectorError, ProtocolError
-from inspector.stream import security, sockets
+from inspector.protocol import auth, sockets
 from inspector.stream.config import ZmqConfig
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class ControlServer:
         self.handlers = handlers
         self.sock = sockets.router_socket(ctx)
         if cfg.curve.enabled:
-            security.make_server(self.sock, cfg.curve.server_secret_key)
+            auth.make_server(self.sock, cfg.curve.server_secret_key)
         try:
             self.sock.bind(cfg.control)
         except zmq.ZMQError as e:

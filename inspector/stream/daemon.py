@@ -26,9 +26,9 @@ import zmq
 
 from inspector.stream.config import DaemonConfig, LogConfig
 from inspector.stream.control import ControlServer
-from inspector.stream.metrics import Metrics
 from inspector.stream.pipeline import Pipeline
 from inspector.stream.product import BundleLoader, ProductLoader
+from inspector.stream.prometheus import Metrics
 from inspector.stream.publisher import Publisher
 from inspector.stream.sources import Source, open_source
 
@@ -132,7 +132,7 @@ class Daemon:
             source = self.source or open_source(cfg.source)
             product = self.loader.load(cfg.product)
             if cfg.zmq.curve.enabled:
-                from inspector.stream.security import start_authenticator
+                from inspector.protocol.auth import start_authenticator
 
                 auth = start_authenticator(self.ctx, cfg.zmq.curve.authorized_keys)
             self.publisher = Publisher(self.ctx, cfg.zmq)

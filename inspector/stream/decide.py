@@ -16,14 +16,14 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from inspector.stream.messages import Region
+from inspector.protocol.messages import Region
 
 # Regions listed in a result, largest first; the mask still shows every region that passed the area filter.
 MAX_REGIONS = 32
 
 
 class Thresholds(Protocol):
-    """What a decision needs from a calibration record (inspector.calibration_record.CalibrationRecord)."""
+    """What a decision needs from a calibration record (inspector.calibrate.record.CalibrationRecord)."""
 
     id: str
     image_threshold: float

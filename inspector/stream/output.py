@@ -20,13 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inspector.protocol.messages import EndOfStream, Heartbeat, MaskInfo, Message, Result, to_header
 from inspector.stream.audit import AuditLog
 from inspector.stream.config import DaemonConfig
 from inspector.stream.decide import encode_png, mask_image
 from inspector.stream.frames import Frame
-from inspector.stream.messages import EndOfStream, Heartbeat, MaskInfo, Message, Result, to_header
-from inspector.stream.metrics import Metrics
 from inspector.stream.product import Product
+from inspector.stream.prometheus import Metrics
 from inspector.stream.publisher import Publisher
 
 log = logging.getLogger(__name__)

@@ -25,15 +25,15 @@ from typing import Any
 import numpy as np
 
 from inspector.errors import InspectorError, SourceError
+from inspector.protocol.messages import EndOfStream, Event, Heartbeat, Result, Status
 from inspector.stream.audit import AuditLog
 from inspector.stream.capture import Capture
 from inspector.stream.config import DaemonConfig
 from inspector.stream.decide import decide
 from inspector.stream.frames import Frame, FrameQueue, TriggerBook
-from inspector.stream.messages import EndOfStream, Event, Heartbeat, Result, Status
-from inspector.stream.metrics import Metrics
 from inspector.stream.output import Outgoing, Output
 from inspector.stream.product import Product, ProductLoader
+from inspector.stream.prometheus import Metrics
 from inspector.stream.publisher import Publisher
 from inspector.stream.sources import Source
 

@@ -1,7 +1,7 @@
 """What the inference thread runs: a product's backend plus its calibration, and the loader that makes one.
 
 :class:`BundleLoader` is the real loader: the product's export manifest (``inspector.manifest``), a backend
-from ``inspector.runtime.open_backend`` and the calibration from ``inspector.calibration_record``, which
+from ``inspector.runtime.open_backend`` and the calibration from ``inspector.calibrate.record``, which
 refuses a calibration made for another model, and warms the backend up before it takes the line. The pipeline takes any ``ProductLoader``, so tests inject a
 fake backend and thresholds without a model.
 """
@@ -70,7 +70,7 @@ class BundleLoader:
         return load_manifest(bundle_dir(self.home, name))
 
     def _calibration(self, name: str, manifest: dict[str, Any]) -> Thresholds:
-        from inspector.calibration_record import load_calibration
+        from inspector.calibrate.record import load_calibration
 
         return load_calibration(self.home, name, manifest)
 

@@ -12,9 +12,9 @@ import logging
 import zmq
 
 from inspector.errors import ConfigError
-from inspector.stream import messages, security, sockets
+from inspector.protocol import auth, messages, sockets
+from inspector.protocol.messages import Message
 from inspector.stream.config import ZmqConfig
-from inspector.stream.messages import Message
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class Publisher:
     def __init__(self, ctx: zmq.Context, cfg: ZmqConfig) -> None:
         self.sock = sockets.pub_socket(ctx, cfg.sndhwm, cfg.linger_ms)
         if cfg.curve.enabled:
-            security.make_server(self.sock, cfg.curve.server_secret_key)
+            auth.make_server(self.sock, cfg.curve.server_secret_key)
         self.endpoints = []
         for ep in cfg.publish:
             try:

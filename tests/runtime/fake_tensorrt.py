@@ -1,6 +1,6 @@
 """A stand-in for the ``tensorrt`` module: records what the builder code asks of TensorRT.
 
-Only the calls ``inspector.runtime.tensorrt_build`` makes exist. The ONNX "parser" reads the real ONNX
+Only the calls ``inspector.export.tensorrt_build`` makes exist. The ONNX "parser" reads the real ONNX
 file's input and output names, so the I/O checks run on what the export wrote.
 """
 

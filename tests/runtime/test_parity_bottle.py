@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from inspector.data.dataset import load_dataset, read_image, read_mask
-from inspector.metrics import auroc, pixel_auroc
+from inspector.evaluate.metrics import auroc, pixel_auroc
 from inspector.runtime import open_backend
 
 pytestmark = [pytest.mark.slow, pytest.mark.bars]
@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.bars]
 @pytest.fixture(scope="module")
 def bottle_home(bottle_root, tmp_path_factory) -> Path:
     """A home with a cpu-quick bottle model exported with --fp16 (frame: the 256x256 images)."""
-    from inspector.export import ExportOptions, export
+    from inspector.export.run import ExportOptions, export
 
     home = tmp_path_factory.mktemp("bottle_home")
     bundle = home / "engines" / "bottle"
@@ -42,8 +42,8 @@ def bottle_home(bottle_root, tmp_path_factory) -> Path:
     if _loadable(source):
         shutil.copy2(source, bundle / "model.pt")
     else:
-        from inspector.config import load_preset
-        from inspector.train import train
+        from inspector.preset import load_preset
+        from inspector.train.run import train
 
         preset = load_preset("cpu-quick")
         preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, epochs=5, checkpoint_every=5))
@@ -121,7 +121,7 @@ def test_onnx_fp16_auroc_matches_fp32(bottle_home, bottle_test):
 
 def test_onnx_int8_auroc_matches_fp32(bottle_home, bottle_test, tmp_path):
     """The int8 graph (``export --int8``) keeps image and pixel AUROC within 0.002 of float32, as fp16 must."""
-    from inspector.export import ExportOptions, export
+    from inspector.export.run import ExportOptions, export
 
     home = tmp_path / "h"
     (home / "engines" / "bottle").mkdir(parents=True)
@@ -143,7 +143,7 @@ def _has_tensorrt_gpu() -> bool:
 @pytest.mark.skipif(not _has_tensorrt_gpu(), reason="needs TensorRT and an NVIDIA GPU; never run on the CPU machine")
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_tensorrt_matches_onnx_fp32(bottle_home, bottle_test, precision):
-    from inspector.runtime.tensorrt_build import build_engine
+    from inspector.export.tensorrt_build import build_engine
 
     frames, labels, masks = bottle_test
     build_engine(bottle_home, "bottle", precision=precision, max_batch=8)

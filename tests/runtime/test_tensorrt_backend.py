@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from inspector.errors import BackendError
+from inspector.evaluate.metrics import auroc
 from inspector.manifest import add_engine
-from inspector.metrics import auroc
 from inspector.runtime import open_backend
 from inspector.runtime.tensorrt_backend import check_io, check_plan_file, select_engine
 from tests.export_support import exported_home, labelled_frames
@@ -88,7 +88,7 @@ def test_open_without_tensorrt_names_the_alternatives(trained, tmp_path_factory,
 @needs_tensorrt
 def test_tensorrt_matches_onnxruntime(trained, tmp_path_factory):
     """Built for this GPU, the plan agrees with the fp32 ONNX: same AUROC within 0.002, close maps."""
-    from inspector.runtime.tensorrt_build import build_engine
+    from inspector.export.tensorrt_build import build_engine
 
     home = exported_home(trained, tmp_path_factory.getbasetemp())
     build_engine(home, "cable", workspace_mib=1024)

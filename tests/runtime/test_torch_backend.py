@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from inspector.errors import BackendError
-from inspector.metrics import auroc
+from inspector.evaluate.metrics import auroc
 from inspector.runtime import open_backend
 from inspector.runtime.torch_backend import TorchBackend, choose_device, choose_precision, layernorm_fp32
 from tests.export_support import exported_home, labelled_frames, private_copy

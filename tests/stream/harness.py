@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inspector.client.subscriber import ControlClient, Subscriber
 from inspector.config import load_dataclass
-from inspector.stream.client import ControlClient, Subscriber
+from inspector.protocol.messages import EndOfStream, Event, Heartbeat, Result, Status
 from inspector.stream.config import DaemonConfig
 from inspector.stream.daemon import Daemon
-from inspector.stream.messages import EndOfStream, Event, Heartbeat, Result, Status
 from inspector.stream.sources import open_source
 
 from .fakes import FakeLoader, GatedSource

@@ -3,7 +3,7 @@
     python -m tests.stream.overhead --home H --product P --backend onnxruntime --device cpu --batch 1 \
         --frames 200 --images DIR --rounds 2
 
-``bench``: ``inspector.bench.bench`` (what ``inspector bench`` runs) on random frames of the product's frame
+``bench``: ``inspector.tools.bench.bench`` (what ``inspector bench`` runs) on random frames of the product's frame
 size. ``daemon``: the real daemon in this process with a memory source of the same size (the images of
 ``--images`` resized, so decisions, masks and the audit are those of real parts; noise otherwise), every
 frame inspected (block policy), batches up to ``--batch``, publishing to a live subscriber over loopback
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from inspector.client.subscriber import ControlClient, Subscriber
 from inspector.config import load_dataclass
-from inspector.stream.client import ControlClient, Subscriber
+from inspector.protocol.messages import EndOfStream, Heartbeat, Result
 from inspector.stream.config import DaemonConfig
 from inspector.stream.daemon import Daemon
-from inspector.stream.messages import EndOfStream, Heartbeat, Result
 
 
 def run_daemon(args: argparse.Namespace, frame_hw: tuple[int, int], tmp: Path, rate_fps: float = 0.0,
@@ -71,8 +71,8 @@ def run_daemon(args: argparse.Namespace, frame_hw: tuple[int, int], tmp: Path, r
 
 
 def run_bench(args: argparse.Namespace) -> tuple[dict, tuple[int, int]]:
-    from inspector.bench import bench, frame_pool
     from inspector.runtime import open_backend
+    from inspector.tools.bench import bench, frame_pool
 
     b = open_backend(args.backend, args.home, args.product, device=args.device, threads=args.threads,
                      max_batch=args.batch, spin=args.spin)

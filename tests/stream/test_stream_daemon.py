@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from inspector.cli import main
+from inspector.client.subscriber import Subscriber
+from inspector.protocol.messages import EndOfStream, Event, Heartbeat, Result
 from inspector.stream.audit import AuditLog, read_records
-from inspector.stream.client import Subscriber
 from inspector.stream.config import AuditConfig
 from inspector.stream.daemon import JsonFormatter, sd_notify
-from inspector.stream.messages import EndOfStream, Event, Heartbeat, Result
 
 from .fakes import daemon_yaml, write_video
 

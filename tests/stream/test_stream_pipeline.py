@@ -37,7 +37,7 @@ def _scrape(port: int) -> str:
 
 
 def test_one_result_per_frame_in_order_with_header_mask_heartbeats_audit_metrics(tmp_path, monkeypatch):
-    from inspector.stream.metrics import Metrics
+    from inspector.stream.prometheus import Metrics
 
     # The daemon closes its metrics endpoint when the finite source ends; hold the close back until the
     # scrape, so the scrape cannot race the shutdown on a slow machine.
@@ -152,7 +152,7 @@ def test_camera_dies_mid_stream_reconnects_with_events(tmp_path):
 
 
 def _run_big(tmp_path, name: str, stuck: bool) -> tuple[float, int]:
-    from inspector.stream.client import Subscriber
+    from inspector.client.subscriber import Subscriber
 
     n = 120
     cfg = config(tmp_path / name, {"kind": "memory", "width": 640, "height": 480, "frames": n}, product="big",
@@ -181,9 +181,9 @@ def test_a_subscriber_that_never_reads_does_not_slow_inspection(tmp_path):
 
 
 def test_curve_unknown_client_receives_nothing(tmp_path):
+    from inspector.client.subscriber import ControlClient, Subscriber
     from inspector.errors import ProtocolError
-    from inspector.stream.client import ControlClient, Subscriber
-    from inspector.stream.security import generate_keys
+    from inspector.protocol.auth import generate_keys
 
     keys, allowed = tmp_path / "keys", tmp_path / "allowed"
     _, server_secret = generate_keys(keys, "server")

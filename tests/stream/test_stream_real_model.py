@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.demo import agreement, daemon_config, write_synthetic_video
 from inspector.stream.config import load_daemon_config
 from inspector.stream.product import BundleLoader
+from inspector.tools.demo import agreement, daemon_config, write_synthetic_video
 
 from .harness import Line, config
 
@@ -38,8 +38,8 @@ def test_demo_video_ground_truth_and_config(tmp_path):
 @pytest.fixture(scope="module")
 def exported(trained):
     """The session's tiny trained model, exported to ONNX and calibrated."""
-    from inspector.calibrate import Policy, calibrate
-    from inspector.export import ExportOptions, export
+    from inspector.calibrate.run import Policy, calibrate
+    from inspector.export.run import ExportOptions, export
 
     home, product = trained["home"], trained["product"]
     manifest = export(product, home, ExportOptions(max_batch=4, verify=False))

@@ -1,0 +1,1 @@
+"""Reference clients of the daemon that a PLC integrator copies: subscriber, listener, control client."""

@@ -1,0 +1,113 @@
+"""Clients of the daemon: the Lazy Pirate control client and a subscriber that decodes the PUB stream.
+
+Lazy Pirate (ZeroMQ guide, ch. 4): send on a REQ socket, poll for the reply with a timeout; on timeout
+close the socket (linger 0), open a new one and re-send, up to ``retries`` times, then give up with a
+clear error. The server remembers replies by request bytes, so a re-sent command does not run twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from inspector.errors import ProtocolError
+from inspector.protocol import auth, messages, sockets
+from inspector.protocol.messages import Message
+
+log = logging.getLogger(__name__)
+
+
+class ControlClient:
+    """Sends control commands; ``request(cmd, **args)`` returns the reply's ``result`` or raises ProtocolError.
+
+    ``curve``: (client secret key file, server public key file) to talk to a CURVE daemon.
+    """
+
+    def __init__(self, endpoint: str, timeout_ms: int = sockets.DEFAULTS.request_timeout_ms,
+                 retries: int = sockets.DEFAULTS.request_retries, curve: tuple[str, str] | None = None,
+                 ctx: zmq.Context | None = None) -> None:
+        self.endpoint, self.timeout_ms, self.retries, self.curve = endpoint, timeout_ms, retries, curve
+        self.ctx = ctx or zmq.Context.instance()
+        self._ids = itertools.count(1)
+        self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.sock: zmq.Socket | None = None
+
+    def _connect(self) -> zmq.Socket:
+        s = sockets.req_socket(self.ctx)
+        if self.curve:
+            auth.make_client(s, *self.curve)
+        s.connect(self.endpoint)
+        return s
+
+    def request(self, cmd: str, **args: Any) -> dict[str, Any]:
+        """One command with retries; the full reply dict ({'id', 'ok', 'result'|'error'})."""
+        payload = json.dumps({"id": f"{self._prefix}-{next(self._ids)}", "cmd": cmd, **args}).encode()
+        return self.send_raw(payload)
+
+    def send_raw(self, payload: bytes) -> dict[str, Any]:
+        """Send raw bytes (tests send garbage through this) and return the decoded reply."""
+        for attempt in range(self.retries + 1):
+            if self.sock is None:
+                self.sock = self._connect()
+            self.sock.send(payload)
+            if self.sock.poll(self.timeout_ms, zmq.POLLIN):
+                raw = self.sock.recv()
+                try:
+                    return json.loads(raw)
+                except ValueError as e:
+                    raise ProtocolError(f"reply from {self.endpoint} is not JSON: {raw[:200]!r}") from e
+            log.warning("no reply from %s within %d ms (attempt %d of %d)", self.endpoint, self.timeout_ms,
+                        attempt + 1, self.retries + 1)
+            # A REQ socket that sent without a reply is stuck in its state machine: throw it away.
+            self.sock.close(0)
+            self.sock = None
+        raise ProtocolError(f"no reply from {self.endpoint} after {self.retries + 1} attempts of {self.timeout_ms} ms; "
+                            "is `inspector run` up, and the endpoint and CURVE keys right?")
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close(0)
+            self.sock = None
+
+
+class Subscriber:
+    """SUB socket on one or more endpoints; ``recv(timeout_ms)`` returns (message, mask PNG) or None."""
+
+    def __init__(self, endpoints: list[str] | str, line: str | None = None, kinds: tuple[str, ...] = messages.KINDS,
+                 curve: tuple[str | Path, str | Path] | None = None, ctx: zmq.Context | None = None,
+                 rcvhwm: int | None = None) -> None:
+        self.ctx = ctx or zmq.Context.instance()
+        topics = [messages.topic(line, k) for k in kinds] if line else [f"{messages.TOPIC_PREFIX}/".encode()]
+        self.kinds = kinds
+        self.sock = sockets.sub_socket(self.ctx, topics, rcvhwm)
+        if curve:
+            auth.make_client(self.sock, *curve)
+        for ep in [endpoints] if isinstance(endpoints, str) else endpoints:
+            self.sock.connect(ep)
+        self.bad = 0
+
+    def recv(self, timeout_ms: int = 1000) -> tuple[Message, bytes | None] | None:
+        """The next message of the subscribed kinds, or None on timeout. Malformed messages are counted
+        and skipped (logged), so one bad publisher cannot stop a listener."""
+        if not self.sock.poll(timeout_ms, zmq.POLLIN):
+            return None
+        frames = self.sock.recv_multipart()
+        try:
+            msg, mask = messages.decode(frames)
+        except ProtocolError as e:
+            self.bad += 1
+            log.warning("skipping a malformed message: %s", e)
+            return None
+        if not self.kinds or messages.kind_of(msg) in self.kinds:
+            return msg, mask
+        return None
+
+    def close(self) -> None:
+        self.sock.close(0)

@@ -1,0 +1,1 @@
+"""Research and operations, off the serving path: ablate, visualize, bench, demo."""

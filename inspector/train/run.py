@@ -1,0 +1,190 @@
+"""`inspector train`: fit ADTR on good images only, with MSE between features and their reconstruction.
+
+The backbone is frozen and there is no augmentation, so features are computed once per image and cached
+(on the training device). The loop reads top to bottom: set lr, step, clip, log, checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from inspector.bundle import Checkpoint, load_checkpoint, model_path, save_checkpoint
+from inspector.config import to_dict
+from inspector.data.dataset import Dataset, fingerprint, load_dataset, split_holdout
+from inspector.data.tensors import batches, load_inputs
+from inspector.device import resolve_device, seed_everything, set_threads, versions
+from inspector.errors import CheckpointError
+from inspector.model.adtr import ADTR, create_adtr
+from inspector.model.preprocess import Preprocess
+from inspector.model.weights import normalization
+from inspector.preset import Preset
+from inspector.train.step import make_step
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced."""
+
+    model_path: Path
+    epochs: int
+    final_loss: float
+    train_seconds: float  # the optimisation loop alone (feature caching excluded)
+    cache_seconds: float  # computing the frozen backbone's features once
+    n_train: int
+    n_holdout: int
+
+
+def mean_std(preset: Preset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Normalisation of the model input: the backbone's own, or the Lite one for the pixel target."""
+    if preset.model.target == "pixels":
+        return normalization("tf_efficientnet_lite0")
+    return normalization(preset.model.backbone)
+
+
+@torch.no_grad()
+def cache_targets(model: ADTR, inputs: torch.Tensor, device: torch.device, batch: int = 32) -> torch.Tensor:
+    """Reconstruction targets of all inputs, ``(N, C, h, w)`` on ``device``.
+
+    The frozen extractor runs once per image; the standardisation statistics are fitted on these
+    training targets and stored in the model, so export and serving apply exactly the same transform.
+    """
+    model.to(device)
+    raw = torch.cat([model.extractor(inputs[s].to(device)) for s in batches(len(inputs), batch)])
+    model.set_target_stats(raw)
+    return model.standardize(raw)
+
+
+def lr_at(epoch: int, base: float, epochs: int, warmup: int, drop_at: float, drop_factor: float) -> float:
+    """Step schedule: linear warm-up, constant, then ``base * drop_factor`` from ``drop_at * epochs`` on."""
+    if warmup and epoch < warmup:
+        return base * (epoch + 1) / warmup
+    return base * drop_factor if epoch >= math.floor(drop_at * epochs) else base
+
+
+def _files(samples) -> list[dict[str, str]]:
+    return [{"name": s.path.name, "sha256": fingerprint(s.path)} for s in samples]
+
+
+def train(
+    product: str,
+    data: str | Path,
+    preset: Preset,
+    home: str | Path | None = None,
+    device: str = "auto",
+    resume: str | Path | None = None,
+    backbone_weights: str | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``product`` on the good images of ``data`` and write ``<home>/engines/<product>/model.pt``."""
+    tcfg, mcfg = preset.train, preset.model
+    set_threads(tcfg.threads)
+    seed_everything(tcfg.seed)
+    dev = resolve_device(device)
+    ds: Dataset = load_dataset(data)
+    log.info("%s", ds.summary())
+    train_samples, held = split_holdout(ds.train, tcfg.val_fraction, tcfg.seed)
+    log.info("training on %d good images, holding out %d for calibration", len(train_samples), len(held))
+
+    model, source = create_adtr(mcfg, backbone_weights)
+    mean, std = mean_std(preset)
+    preprocess = Preprocess(mcfg.input_size, mean, std)
+
+    t0 = time.perf_counter()
+    targets = cache_targets(model, load_inputs((s.path for s in train_samples), preprocess), dev)
+    cache_seconds = time.perf_counter() - t0
+    log.info("cached targets %s in %.1f s", tuple(targets.shape), cache_seconds)
+
+    recon = model.reconstructor.to(dev)
+    module = torch.compile(recon) if (tcfg.compile and dev.type == "cuda") else recon
+    stepper = make_step(module, tcfg.lr, tcfg.weight_decay, tcfg.grad_clip, dev, tcfg.cuda_graphs)
+    opt = stepper.opt
+    start_epoch, history = 0, []
+    if resume:
+        ckpt = load_checkpoint(resume)
+        _check_resumable(ckpt, preset, product)
+        model.load_state_dict(ckpt.payload["state_dict"])
+        opt.load_state_dict(ckpt.payload["optimizer"])
+        start_epoch, history = ckpt.epoch, list(ckpt.payload["loss_history"])
+        log.info("resuming %s from epoch %d", resume, start_epoch)
+        if start_epoch >= tcfg.epochs:
+            raise CheckpointError(f"{resume} already finished all {tcfg.epochs} epochs; raise --epochs to continue")
+
+    data_info = {
+        "root": str(Path(data).resolve()),
+        "layout": ds.layout,
+        "train": _files(train_samples),
+        "holdout": _files(held),
+        "val_fraction": tcfg.val_fraction,
+    }
+    payload = {
+        "product": product,
+        "preset": to_dict(preset),
+        "backbone": {
+            "name": mcfg.backbone if mcfg.target == "features" else None,
+            "weights_kind": source.kind if source else None,
+            "weights_sha256": source.sha256 if source else None,
+        },
+        "normalization": {"mean": list(mean), "std": list(std)},
+        "data": data_info,
+        "versions": versions(),
+    }
+    bundle = model_path(home, product)
+    n = len(targets)
+    gen = torch.Generator(device="cpu").manual_seed(tcfg.seed)
+    for _ in range(start_epoch):  # replay the shuffles already consumed, so a resumed run matches an unbroken one
+        torch.randperm(n, generator=gen)
+    bar = _progress(range(start_epoch, tcfg.epochs), progress, start_epoch, tcfg.epochs)
+    t0 = time.perf_counter()
+    recon.train()
+    for epoch in bar:
+        lr = lr_at(epoch, tcfg.lr, tcfg.epochs, tcfg.warmup_epochs, tcfg.lr_drop_at, tcfg.lr_drop_factor)
+        stepper.set_lr(lr)
+        order = torch.randperm(n, generator=gen).to(dev)
+        total = torch.zeros((), device=dev)
+        for s in batches(n, tcfg.batch_size):
+            total += stepper.step(targets[order[s]]) * (s.stop - s.start)
+        epoch_loss = float(total) / n  # one host sync per epoch
+        history.append(epoch_loss)
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{epoch_loss:.4f}", lr=f"{lr:.1e}")
+        done = epoch + 1
+        if done % tcfg.checkpoint_every == 0 or done == tcfg.epochs:
+            state = {**payload, "state_dict": _cpu_state(model), "optimizer": opt.state_dict(), "epoch": done,
+                     "loss_history": history}
+            save_checkpoint(bundle.parent / "checkpoints" / f"epoch_{done:05d}.pt", state)
+            if done == tcfg.epochs:
+                save_checkpoint(bundle, state)
+    train_seconds = time.perf_counter() - t0
+    log.info("trained %d epochs in %.1f s, final loss %.5f -> %s", tcfg.epochs - start_epoch, train_seconds,
+             history[-1], bundle)
+    return TrainResult(bundle, tcfg.epochs, history[-1], train_seconds, cache_seconds, len(train_samples), len(held))
+
+
+def _cpu_state(model: ADTR) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _check_resumable(ckpt: Checkpoint, preset: Preset, product: str) -> None:
+    if ckpt.preset.model != preset.model:
+        raise CheckpointError(f"{ckpt.path}: its model config differs from the one given; resume with the same config")
+    if ckpt.product != product:
+        raise CheckpointError(f"{ckpt.path} belongs to product '{ckpt.product}', not '{product}'")
+
+
+def _progress(it, enabled: bool, start: int, total: int):
+    if not enabled:
+        return it
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return it
+    return tqdm(it, initial=start, total=total, desc="train", unit="epoch", dynamic_ncols=True)
