@@ -115,7 +115,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 def build_model(ckpt: Checkpoint) -> ADTR:
     """The ADTR of a checkpoint with all its weights restored, in eval mode, on the CPU."""
     cfg = ckpt.preset.model
-    extractor = PixelPatches() if cfg.target == "pixels" else build_backbone_skeleton(cfg.backbone, cfg.used_strides)
+    extractor = PixelPatches() if cfg.target == "pixels" else build_backbone_skeleton(cfg.backbone, cfg.used_strides, cfg.stage_resize)
     model = ADTR(cfg, extractor)
     try:
         model.load_state_dict(ckpt.payload["state_dict"], strict=True)

@@ -17,7 +17,7 @@ Schema 1 (JSON)::
      "input": {"name": "frames", "dtype": "uint8", "shape": ["batch", H, W, 3], "layout": "NHWC", "color": "BGR"},
      "outputs": {"score": {"dtype": "float32", "shape": ["batch"]},
                  "anomaly_map": {"dtype": "float32", "shape": ["batch", h, w]}},
-     "frame": {"height": H, "width": W}, "roi": [x, y, w, h] | null, "model_size": S, "mask_size": [h, w],
+     "frame": {"height": H, "width": W}, "roi": [x, y, w, h] | null, "model_size": [H, W], "mask_size": [h, w],
      "normalization": {"mean": [...], "std": [...]}, "max_batch": int, "opset": int,
      "versions": {...}, "engines": [{TensorRT plan entries}], "fp16_decisions": {...},
      "ort_graph": {"written": bool, ...}}

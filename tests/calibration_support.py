@@ -55,7 +55,7 @@ class TorchFrames(Backend):
         ckpt = load_checkpoint(model_pt)
         adtr = build_model(ckpt)
         mean, std = ckpt.mean_std
-        self.model = InspectionModel(Preprocess(adtr.cfg.input_size, mean, std), adtr, AnomalyScorer.for_config(adtr.cfg)).eval()
+        self.model = InspectionModel(Preprocess(adtr.cfg.size_hw, mean, std), adtr, AnomalyScorer.for_config(adtr.cfg)).eval()
         self._frame, self._max_batch, self.frames_seen, self.closed = frame, max_batch, 0, False
 
     @property

@@ -20,6 +20,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 REPO = Path(__file__).resolve().parents[1]
 BOTTLE = Path(os.environ.get("INSPECTOR_BOTTLE", REPO.parent / "shared" / "datasets" / "mvtec_ad" / "bottle"))
+KSDD = Path(os.environ.get("INSPECTOR_KSDD", REPO.parent / "shared" / "datasets" / "ksdd"))
 
 TINY_MODEL = ModelConfig(
     feature_strides=(4, 8, 16),
@@ -67,3 +68,11 @@ def bottle_root() -> Path:
     if not (BOTTLE / "train" / "good").is_dir():
         pytest.skip(f"real data not found at {BOTTLE} (set INSPECTOR_BOTTLE); users without ../shared skip this")
     return BOTTLE
+
+
+@pytest.fixture(scope="session")
+def ksdd_root() -> Path:
+    """The real KolektorSDD images in MVTec layout (256 x 640), or skip."""
+    if not (KSDD / "train" / "good").is_dir():
+        pytest.skip(f"real data not found at {KSDD} (set INSPECTOR_KSDD); users without ../shared skip this")
+    return KSDD

@@ -56,7 +56,7 @@ def test_tsne_of_a_trained_model_separates_normal_from_anomalous_tokens(bottle_r
 
     ckpt = load_checkpoint(model_path(tmp_path, "bottle"))
     model = build_model(ckpt)
-    tokens = collect_tokens(model, Preprocess(model.cfg.input_size, *ckpt.mean_std), load_dataset(bottle_root).test,
+    tokens = collect_tokens(model, Preprocess(model.cfg.size_hw, *ckpt.mean_std), load_dataset(bottle_root).test,
                             torch.device("cpu"))
     seeds = []
     for seed in range(5):

@@ -161,12 +161,15 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def read_mask(path: str | Path | None, size: tuple[int, int]) -> np.ndarray:
-    """Read a mask as ``bool (h, w)`` at ``size`` = (h, w); None gives an all-False mask (good image)."""
+def read_mask(path: str | Path | None, size: tuple[int, int] | None) -> np.ndarray:
+    """Read a mask as ``bool (h, w)`` at ``size`` = (h, w), or at its own size when ``size`` is None;
+    ``path`` None gives an all-False mask of ``size`` (a good image)."""
     if path is None:
+        if size is None:
+            raise DataError("an all-good mask needs a size")
         return np.zeros(size, dtype=bool)
     img = read_image(path)[:, :, 0]
-    if img.shape != size:
+    if size is not None and img.shape != tuple(size):
         img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
     return img > 127
 

@@ -141,6 +141,15 @@ def render(rng: np.random.Generator, size: int = 256, defect: str | None = None)
     return inject(img, g, defect, rng)
 
 
+def _strip(rng: np.random.Generator, size: int, columns: int, defect: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``columns`` parts side by side, the defect (if any) in a random one: (image, mask), ``size x size*columns``."""
+    if columns == 1:
+        return render(rng, size, defect)
+    bad = int(rng.integers(columns)) if defect is not None else -1
+    parts = [render(rng, size, defect if k == bad else None) for k in range(columns)]
+    return np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=1)
+
+
 def write_product(
     root: str | Path,
     n_train: int = 60,
@@ -149,21 +158,26 @@ def write_product(
     size: int = 256,
     defects: tuple[str, ...] = DEFECT_TYPES,
     seed: int = 0,
+    columns: int = 1,
 ) -> Path:
-    """Write a synthetic product in the MVTec AD layout under ``root`` and return ``root``."""
+    """Write a synthetic product in the MVTec AD layout under ``root`` and return ``root``.
+
+    Each image is ``size`` x ``size * columns`` px (H x W): ``columns`` parts side by side, a strip that is
+    not square when ``columns > 1``; a defective image has its defect in one of them.
+    """
     root = Path(root)
     rng = np.random.default_rng(seed)
     (root / "train" / "good").mkdir(parents=True, exist_ok=True)
     (root / "test" / "good").mkdir(parents=True, exist_ok=True)
     for i in range(n_train):
-        cv2.imwrite(str(root / "train" / "good" / f"{i:03d}.png"), render(rng, size)[0])
+        cv2.imwrite(str(root / "train" / "good" / f"{i:03d}.png"), _strip(rng, size, columns)[0])
     for i in range(n_test_good):
-        cv2.imwrite(str(root / "test" / "good" / f"{i:03d}.png"), render(rng, size)[0])
+        cv2.imwrite(str(root / "test" / "good" / f"{i:03d}.png"), _strip(rng, size, columns)[0])
     for kind in defects:
         (root / "test" / kind).mkdir(parents=True, exist_ok=True)
         (root / "ground_truth" / kind).mkdir(parents=True, exist_ok=True)
         for i in range(n_test_per_defect):
-            img, mask = render(rng, size, kind)
+            img, mask = _strip(rng, size, columns, kind)
             cv2.imwrite(str(root / "test" / kind / f"{i:03d}.png"), img)
             cv2.imwrite(str(root / "ground_truth" / kind / f"{i:03d}_mask.png"), mask)
     return root

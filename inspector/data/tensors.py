@@ -11,16 +11,26 @@ from inspector.data.dataset import read_image
 from inspector.model.preprocess import Preprocess
 
 
-def load_inputs(paths: Iterable[Path], preprocess: Preprocess) -> torch.Tensor:
-    """Read images and preprocess each: ``(N, 3, S, S)`` float32 on the CPU. Errors name the file."""
+def load_inputs(paths: Iterable[Path], preprocess: Preprocess, sizes: list | None = None) -> torch.Tensor:
+    """Read images and preprocess each: ``(N, 3, h, w)`` float32 on the CPU, (h, w) = ``preprocess.size``.
+
+    Errors name the file. ``sizes``, when given, receives each image's own (H, W)."""
     out = []
     with torch.no_grad():
         for p in paths:
-            frame = torch.from_numpy(read_image(p))[None]
-            out.append(preprocess(frame))
+            img = read_image(p)
+            if sizes is not None:
+                sizes.append(tuple(img.shape[:2]))
+            out.append(preprocess(torch.from_numpy(img)[None]))
     if not out:
-        return torch.empty(0, 3, preprocess.size, preprocess.size)
+        return torch.empty(0, 3, *preprocess.size)
     return torch.cat(out)
+
+
+def image_sizes(paths: list[Path], limit: int = 32) -> list[tuple[int, int]]:
+    """(H, W) of up to ``limit`` images spread evenly over ``paths`` (for choosing an input size)."""
+    step = max(1, len(paths) // limit)
+    return [tuple(read_image(p).shape[:2]) for p in paths[::step][:limit]]
 
 
 def batches(n: int, size: int) -> Iterator[slice]:

@@ -40,7 +40,7 @@ from inspector.errors import DataError, ExportError
 from inspector.export.onnxio import export_onnx, verify_onnx
 from inspector.export.ortgraph import INT8_ONNX, ORT_ONNX, write_fused_graph, write_int8_graph
 from inspector.manifest import SCHEMA, load_manifest, manifest_path, save_manifest
-from inspector.model.graph import GraphSpec
+from inspector.model.graph import GraphSpec, default_mask_size
 from inspector.model.half import LAYERNORM_SUMSQ_LIMIT, layernorm_load, to_half
 from inspector.model.weights import sha256_file
 from inspector.result import INPUT_NAME
@@ -62,7 +62,7 @@ class ExportOptions:
 
     frame: tuple[int, int] | None = None  # None: the size of the product's training images
     roi: tuple[int, int, int, int] | None = None
-    mask_size: tuple[int, int] | None = None  # None: the model's input size
+    mask_size: tuple[int, int] | None = None  # None: the model's input size (tiled: the crop at model scale)
     max_batch: int = DEFAULT_MAX_BATCH
     fp16: bool = False
     layernorm: str = "auto"  # precision of LayerNorm in the fp16 graph: auto | fp32 | fp16
@@ -88,8 +88,8 @@ def export(product: str, home: str | Path | None = None, options: ExportOptions 
     bundle = bundle_dir(home, product)
     ckpt = load_checkpoint(model_path(home, product))
     frame = opts.frame or training_frame_size(ckpt)
-    size = ckpt.preset.model.input_size
-    spec = GraphSpec(frame=frame, roi=opts.roi, mask_size=opts.mask_size or (size, size))
+    crop = (opts.roi[3], opts.roi[2]) if opts.roi else frame
+    spec = GraphSpec(frame=frame, roi=opts.roi, mask_size=opts.mask_size or default_mask_size(ckpt.preset.model, crop))
     model = build_inspection_model(ckpt, spec)
     frames, frames_source = sample_frames(ckpt, frame, opts.sample_frames)
 
@@ -233,7 +233,7 @@ def _manifest(ckpt: Checkpoint, spec: GraphSpec, opts: ExportOptions, onnx_entri
         },
         "frame": {"height": h, "width": w},
         "roi": list(spec.roi) if spec.roi else None,
-        "model_size": ckpt.preset.model.input_size,
+        "model_size": list(ckpt.preset.model.size_hw),
         "mask_size": list(spec.mask_size),
         "normalization": {"mean": list(mean), "std": list(std)},
         "max_batch": opts.max_batch,

@@ -31,6 +31,7 @@ from inspector.model.weights import WeightsSource
 
 Mixer = Literal["attention", "mlp", "cnn"]
 Target = Literal["features", "pixels"]
+StageResize = Literal["bilinear", "area"]
 
 BACKBONE_CHOICES = (
     "tf_efficientnet_lite0",
@@ -51,7 +52,16 @@ class ModelConfig:
     # Output strides of the backbone stages to use; each is resized to stride 16 and concatenated.
     feature_strides: tuple[int, ...] = field(default=(2, 4, 8, 16), metadata={"choices_each": (2, 4, 8, 16, 32)})
     multiscale: bool = True  # False: "last layer" ablation, only the last of feature_strides
-    input_size: int = field(default=224, metadata={"min": 32, "max": 1024})
+    # How the finer stages (stride 2, 4, 8) come down to the stride-16 grid: "bilinear" samples a few
+    # pixels of each 16x16 footprint (the first presets' way); "area" averages all of them.
+    stage_resize: StageResize = "bilinear"
+    # Model input in pixels: an int S (S x S, what every preset before non-square parts had), [H, W], or
+    # "auto", which training resolves from the training images (``auto_input_size``) and stores as [H, W].
+    input_size: int | tuple[int, ...] | Literal["auto"] = field(default=224, metadata={"min": 32, "max": 1024})
+    # Tiling for parts much larger than the input (model/tiling.py): tiles of tile_size frame pixels (S or
+    # [H, W]; null = none: the whole frame is one input), overlapping by at least tile_overlap px.
+    tile_size: int | tuple[int, ...] | None = field(default=None, metadata={"min": 16, "max": 16384})
+    tile_overlap: int = field(default=32, metadata={"min": 0, "max": 8192})
     hidden_dim: int = field(default=256, metadata={"min": 8, "max": 4096})
     enc_layers: int = field(default=4, metadata={"min": 1, "max": 32})
     dec_layers: int = field(default=4, metadata={"min": 1, "max": 32})
@@ -71,8 +81,12 @@ class ModelConfig:
     pool_size: int = field(default=16, metadata={"min": 1, "max": 512})
 
     def validate(self, source: str = "<config>") -> None:
-        if self.input_size % GRID_STRIDE:
-            raise ConfigError(f"{source}: key 'model.input_size' = {self.input_size} must be a multiple of {GRID_STRIDE}")
+        size = self.input_size
+        if isinstance(size, tuple) and len(size) != 2:
+            raise ConfigError(f"{source}: key 'model.input_size' = {list(size)} must be one side S or [H, W], or 'auto'")
+        if size != "auto" and any(v % GRID_STRIDE for v in self.size_hw):
+            shown = list(size) if isinstance(size, tuple) else size
+            raise ConfigError(f"{source}: key 'model.input_size' = {shown} must be a multiple of {GRID_STRIDE}")
         if self.hidden_dim % self.heads:
             raise ConfigError(
                 f"{source}: key 'model.hidden_dim' = {self.hidden_dim} must be divisible by 'model.heads' = {self.heads}"
@@ -83,13 +97,44 @@ class ModelConfig:
             )
         if list(self.feature_strides) != sorted(set(self.feature_strides)):
             raise ConfigError(f"{source}: key 'model.feature_strides' must be strictly increasing")
-        if self.pool_size > self.input_size:
-            raise ConfigError(f"{source}: key 'model.pool_size' must not exceed model.input_size ({self.input_size})")
+        if isinstance(self.tile_size, tuple) and len(self.tile_size) != 2:
+            raise ConfigError(f"{source}: key 'model.tile_size' = {list(self.tile_size)} must be one side S or [H, W]")
+        if self.tile_hw is not None and self.tile_overlap >= min(self.tile_hw):
+            raise ConfigError(f"{source}: key 'model.tile_overlap' = {self.tile_overlap} must be below the tile's "
+                              f"shorter side ({min(self.tile_hw)})")
+        if size != "auto" and self.pool_size > min(self.size_hw):
+            raise ConfigError(f"{source}: key 'model.pool_size' must not exceed the input's shorter side ({min(self.size_hw)})")
 
     @property
-    def grid(self) -> int:
-        """Tokens per side: input_size / 16."""
-        return self.input_size // GRID_STRIDE
+    def size_hw(self) -> tuple[int, int]:
+        """(H, W) of the model input in pixels; ConfigError while ``input_size`` is still 'auto'."""
+        size = self.input_size
+        if size == "auto":
+            raise ConfigError("model.input_size is 'auto': it is resolved from the training images when training "
+                              "starts (inspector.model.adtr.auto_input_size); give [H, W] to build a model without them")
+        if isinstance(size, tuple):
+            return int(size[0]), int(size[1])
+        return int(size), int(size)
+
+    @property
+    def tile_hw(self) -> tuple[int, int] | None:
+        """(H, W) of a tile in frame pixels, or None without tiling."""
+        t = self.tile_size
+        if t is None:
+            return None
+        return (int(t[0]), int(t[1])) if isinstance(t, tuple) else (int(t), int(t))
+
+    @property
+    def grid_hw(self) -> tuple[int, int]:
+        """Token grid (rows, columns): the input size / 16, e.g. 224 x 560 -> 14 x 35."""
+        h, w = self.size_hw
+        return h // GRID_STRIDE, w // GRID_STRIDE
+
+    @property
+    def tokens(self) -> int:
+        """Number of tokens, rows x columns of the grid."""
+        gh, gw = self.grid_hw
+        return gh * gw
 
     @property
     def used_strides(self) -> tuple[int, ...]:
@@ -156,7 +201,7 @@ class MLPMixer(nn.Module):
 class ConvMixer(nn.Module):
     """'CNN': two 3x3 convolutions over the token grid in place of attention (similar parameter count)."""
 
-    def __init__(self, dim: int, grid: int, dropout: float) -> None:
+    def __init__(self, dim: int, grid: tuple[int, int], dropout: float) -> None:
         super().__init__()
         self.grid = grid
         self.conv = nn.Sequential(
@@ -166,15 +211,15 @@ class ConvMixer(nn.Module):
     def forward(self, x: torch.Tensor, pos: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
         src = x + pos if memory is None else x + memory + pos
         b, n, d = src.shape
-        g = src.transpose(1, 2).reshape(b, d, self.grid, n // self.grid)
+        g = src.transpose(1, 2).reshape(b, d, *self.grid)
         return self.conv(g).flatten(2).transpose(1, 2)
 
 
-def _mixer(kind: str, dim: int, heads: int, grid: int, dropout: float) -> nn.Module:
+def _mixer(kind: str, dim: int, heads: int, grid: tuple[int, int], dropout: float) -> nn.Module:
     if kind == "attention":
         return Attention(dim, heads, dropout)
     if kind == "mlp":
-        return MLPMixer(dim, grid * grid, dropout)
+        return MLPMixer(dim, grid[0] * grid[1], dropout)
     if kind == "cnn":
         return ConvMixer(dim, grid, dropout)
     raise ValueError(f"unknown mixer {kind!r}")
@@ -196,7 +241,7 @@ class EncoderLayer(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         d = cfg.hidden_dim
-        self.mix = _mixer(cfg.mixer, d, cfg.heads, cfg.grid, cfg.dropout)
+        self.mix = _mixer(cfg.mixer, d, cfg.heads, cfg.grid_hw, cfg.dropout)
         self.ffn = FeedForward(d, cfg.ffn_dim, cfg.dropout)
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.drop = nn.Dropout(cfg.dropout)
@@ -210,8 +255,8 @@ class DecoderLayer(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         d = cfg.hidden_dim
-        self.self_mix = _mixer(cfg.mixer, d, cfg.heads, cfg.grid, cfg.dropout)
-        self.cross_mix = _mixer(cfg.mixer, d, cfg.heads, cfg.grid, cfg.dropout)
+        self.self_mix = _mixer(cfg.mixer, d, cfg.heads, cfg.grid_hw, cfg.dropout)
+        self.cross_mix = _mixer(cfg.mixer, d, cfg.heads, cfg.grid_hw, cfg.dropout)
         self.ffn = FeedForward(d, cfg.ffn_dim, cfg.dropout)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.drop = nn.Dropout(cfg.dropout)
@@ -225,12 +270,12 @@ class DecoderLayer(nn.Module):
 class Reconstructor(nn.Module):
     """The ADTR transformer: ``(B, C, h, w)`` -> reconstruction ``(B, C, h, w)``.
 
-    ``h = w = cfg.grid``; C is the backbone's concatenated channel count (or 768 for pixel patches).
+    ``(h, w) = cfg.grid_hw``; C is the backbone's concatenated channel count (or 768 for pixel patches).
     """
 
     def __init__(self, in_channels: int, cfg: ModelConfig) -> None:
         super().__init__()
-        d, n = cfg.hidden_dim, cfg.grid * cfg.grid
+        d, n = cfg.hidden_dim, cfg.tokens
         self.use_query = cfg.query
         self.input_proj = nn.Conv2d(in_channels, d, 1)
         self.pos_embed = nn.Parameter(torch.zeros(1, n, d))
@@ -313,5 +358,5 @@ def create_adtr(cfg: ModelConfig, backbone_weights: str | None = None) -> tuple[
     """
     if cfg.target == "pixels":
         return ADTR(cfg, PixelPatches()), None
-    extractor, source = build_backbone(cfg.backbone, cfg.used_strides, backbone_weights)
+    extractor, source = build_backbone(cfg.backbone, cfg.used_strides, backbone_weights, cfg.stage_resize)
     return ADTR(cfg, extractor), source

@@ -21,20 +21,39 @@ from inspector.model.weights import (
     resolve,
 )
 
-GRID_STRIDE = 16  # every selected stage is resized to this stride: 224 px -> 14x14 tokens
+GRID_STRIDE = 16  # every selected stage is resized to this stride: 224 x 560 px -> 14 x 35 tokens
+
+
+def to_grid(f: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """One stage's features ``(B, C, h, w)`` on the token grid ``size`` = (rows, columns).
+
+    Coarser stages are upsampled bilinearly. Finer ones are brought down by ``mode``: "bilinear" (without
+    anti-aliasing it reads only the 2x2 pixels nearest each token centre, so a thin defect between them
+    is missed) or "area" (the mean over each token's footprint; an integer-factor average pool, which
+    exports to a plain ONNX AveragePool).
+    """
+    h, w = f.shape[-2:]
+    if (h, w) == tuple(size):
+        return f
+    if mode == "area" and h >= size[0] and w >= size[1]:
+        if h % size[0] == 0 and w % size[1] == 0:
+            return F.avg_pool2d(f, kernel_size=(h // size[0], w // size[1]))
+        return F.adaptive_avg_pool2d(f, size)
+    return F.interpolate(f, size=size, mode="bilinear", align_corners=False)
 
 
 class MultiScaleBackbone(nn.Module):
-    """Frozen ImageNet CNN -> selected stages, bilinearly resized to the stride-16 grid and concatenated.
+    """Frozen ImageNet CNN -> selected stages, resized to the stride-16 grid (``to_grid``) and concatenated.
 
     Input: normalised images ``(B, 3, H, W)`` with H, W multiples of 16.
     Output: ``(B, out_channels, H/16, W/16)``.
     """
 
-    def __init__(self, net: nn.Module, strides: tuple[int, ...]) -> None:
+    def __init__(self, net: nn.Module, strides: tuple[int, ...], resize: str = "bilinear") -> None:
         super().__init__()
         self.net = net
         self.strides = strides
+        self.resize = resize
         self.out_channels = int(sum(net.feature_info.channels()))
         for p in self.net.parameters():
             p.requires_grad_(False)
@@ -49,11 +68,7 @@ class MultiScaleBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.net(x)
         size = (x.shape[-2] // GRID_STRIDE, x.shape[-1] // GRID_STRIDE)
-        out = [
-            f if tuple(f.shape[-2:]) == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False)
-            for f in feats
-        ]
-        return torch.cat(out, dim=1)
+        return torch.cat([to_grid(f, size, self.resize) for f in feats], dim=1)
 
 
 def stage_indices(backbone: str, strides: tuple[int, ...]) -> tuple[int, ...]:
@@ -71,7 +86,7 @@ def stage_indices(backbone: str, strides: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def build_backbone(
-    backbone: str, strides: tuple[int, ...], weights: str | Path | None = None
+    backbone: str, strides: tuple[int, ...], weights: str | Path | None = None, resize: str = "bilinear"
 ) -> tuple[MultiScaleBackbone, WeightsSource]:
     """Create the frozen multi-scale backbone with pretrained weights, or raise WeightsError.
 
@@ -89,7 +104,7 @@ def build_backbone(
         state = classifier_state_dict(source)
         # Keys past the last selected stage (and the classifier head) are not in the features model.
         load_checked(net, state, f"{backbone} from {source.path}", allow_extra=_unused_prefixes(net, state))
-    return MultiScaleBackbone(net, strides), source
+    return MultiScaleBackbone(net, strides, resize), source
 
 
 def _unused_prefixes(net: nn.Module, state: dict[str, torch.Tensor]) -> tuple[str, ...]:
@@ -107,7 +122,7 @@ def _unused_prefixes(net: nn.Module, state: dict[str, torch.Tensor]) -> tuple[st
     return tuple(sorted(prefixes))
 
 
-def build_backbone_skeleton(backbone: str, strides: tuple[int, ...]) -> MultiScaleBackbone:
+def build_backbone_skeleton(backbone: str, strides: tuple[int, ...], resize: str = "bilinear") -> MultiScaleBackbone:
     """The architecture alone, for restoring a checkpoint that carries the backbone's weights.
 
     Never use it to train: its weights are random until the caller loads a state dict strictly.
@@ -115,4 +130,4 @@ def build_backbone_skeleton(backbone: str, strides: tuple[int, ...]) -> MultiSca
     import timm
 
     net = timm.create_model(backbone, pretrained=False, features_only=True, out_indices=stage_indices(backbone, strides))
-    return MultiScaleBackbone(net, strides)
+    return MultiScaleBackbone(net, strides, resize)

@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from inspector.errors import ExportError
-from inspector.model.adtr import ADTR
+from inspector.model.adtr import ADTR, ModelConfig
 from inspector.model.preprocess import Preprocess
 from inspector.model.scoring import AnomalyScorer
+from inspector.model.tiling import Stitch
 
 
 @dataclass(frozen=True)
@@ -44,23 +45,39 @@ class GraphSpec:
 class InspectionModel(nn.Module):
     """Frames in, result out: ``uint8 (B, H, W, 3)`` BGR -> ``score (B,)``, ``anomaly_map (B, h, w)``.
 
-    This is the graph that is exported to ONNX and served by every backend.
+    This is the graph that is exported to ONNX and served by every backend. With tiling, ``stitch`` turns
+    the tiles' scores and maps into the frame's (the tiling is in the graph: see ``tiling.py``).
     """
 
-    def __init__(self, preprocess: Preprocess, adtr: ADTR, scorer: AnomalyScorer) -> None:
+    def __init__(self, preprocess: Preprocess, adtr: ADTR, scorer: AnomalyScorer, stitch: Stitch | None = None) -> None:
         super().__init__()
         self.preprocess = preprocess
         self.adtr = adtr
         self.scorer = scorer
+        self.stitch = stitch
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         target, recon = self.adtr(self.preprocess(frames))
-        return self.scorer(target, recon)
+        score, amap = self.scorer(target, recon)
+        return (score, amap) if self.stitch is None else self.stitch(frames, score, amap)
+
+
+def default_mask_size(cfg: ModelConfig, crop_hw: tuple[int, int]) -> tuple[int, int]:
+    """The map size when none is asked for: the model's input size, or with tiling the whole crop at the
+    model's resolution (crop x input / tile)."""
+    tile = cfg.tile_hw
+    if tile is None:
+        return cfg.size_hw
+    (h, w), (th, tw) = cfg.size_hw, (min(tile[0], crop_hw[0]), min(tile[1], crop_hw[1]))
+    return max(1, round(crop_hw[0] * h / th)), max(1, round(crop_hw[1] * w / tw))
 
 
 def inspection_model(adtr: ADTR, mean: tuple[float, ...], std: tuple[float, ...], spec: GraphSpec) -> InspectionModel:
     """The float32 serving graph of a trained ``adtr`` (input normalisation ``mean``/``std``), in eval mode."""
     spec.check()
     cfg = adtr.cfg
-    scorer = AnomalyScorer.for_config(cfg, map_size=spec.mask_size)
-    return InspectionModel(Preprocess(cfg.input_size, mean, std, spec.roi), adtr, scorer).eval()
+    pre = Preprocess(cfg.size_hw, mean, std, spec.roi, cfg.tile_hw, cfg.tile_overlap)
+    if cfg.tile_hw is None:
+        return InspectionModel(pre, adtr, AnomalyScorer.for_config(cfg, map_size=spec.mask_size)).eval()
+    stitch = Stitch(spec.roi, cfg.tile_hw, cfg.tile_overlap, spec.mask_size)
+    return InspectionModel(pre, adtr, AnomalyScorer.for_config(cfg), stitch).eval()

@@ -49,6 +49,7 @@ class HalfInspectionModel(nn.Module):
         self.preprocess = model.preprocess
         self.adtr = copy.deepcopy(model.adtr).half().eval()
         self.scorer = model.scorer
+        self.stitch = model.stitch
         self.layernorm_fp32 = layernorm_fp32
         if layernorm_fp32:
             for name, module in list(self.adtr.named_modules()):
@@ -59,7 +60,8 @@ class HalfInspectionModel(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         target, recon = self.adtr(self.preprocess(frames).half())
-        return self.scorer(target.float(), recon.float())
+        score, amap = self.scorer(target.float(), recon.float())
+        return (score, amap) if self.stitch is None else self.stitch(frames, score, amap)
 
 
 def to_half(model: InspectionModel, layernorm_fp32: bool) -> HalfInspectionModel:

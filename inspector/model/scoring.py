@@ -1,8 +1,8 @@
 """Anomaly map and image score from a target and its reconstruction.
 
 Anomaly map: L2 norm over channels of ``target - reconstruction`` on the token grid, bilinearly
-upsampled to the input size, optionally Gaussian-smoothed. Image score: the maximum of the map after
-average pooling with a window of one token's footprint (16 px at 224). For the pixel-reconstruction
+upsampled to the input size (h, w), optionally Gaussian-smoothed. Image score: the maximum of the map after
+average pooling with a window of one token's footprint (16 px). For the pixel-reconstruction
 ablation the difference is unshuffled back to pixels first, so the map is full-resolution.
 """
 
@@ -27,22 +27,23 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 class AnomalyScorer(nn.Module):
-    """``(target, reconstruction)`` -> ``(score (B,), anomaly_map (B, H, W))``.
+    """``(target, reconstruction)`` -> ``(score (B,), anomaly_map (B, h, w))``.
 
-    ``map_size``: (h, w) of the returned map; default the input size. The score is always computed on
-    the input-size map, so it does not depend on the mask resolution.
+    ``input_size``: the model input, (H, W) or one int for a square. ``map_size``: (h, w) of the returned
+    map; default the input size. The score is always computed on the input-size map, so it does not
+    depend on the mask resolution.
     """
 
     def __init__(
         self,
-        input_size: int,
+        input_size: int | tuple[int, int],
         pixels: bool = False,
         smoothing_sigma: float = 0.0,
         pool_size: int = GRID_STRIDE,
         map_size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
-        self.input_size = input_size
+        self.input_size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(v) for v in input_size)
         self.pixels = pixels
         self.pool_size = pool_size
         self.map_size = map_size
@@ -54,7 +55,7 @@ class AnomalyScorer(nn.Module):
     @classmethod
     def for_config(cls, cfg: ModelConfig, map_size: tuple[int, int] | None = None) -> AnomalyScorer:
         """The scorer a model config asks for: the one place that reads the scoring fields of ``ModelConfig``."""
-        return cls(cfg.input_size, cfg.target == "pixels", cfg.smoothing_sigma, cfg.pool_size, map_size=map_size)
+        return cls(cfg.size_hw, cfg.target == "pixels", cfg.smoothing_sigma, cfg.pool_size, map_size=map_size)
 
     def _smooth(self, m: torch.Tensor) -> torch.Tensor:
         k = self.kernel
@@ -68,12 +69,12 @@ class AnomalyScorer(nn.Module):
         if self.pixels:
             diff = F.pixel_shuffle(diff, GRID_STRIDE)
         m = torch.linalg.vector_norm(diff, dim=1, keepdim=True)  # (B, 1, h, w)
-        if m.shape[-1] != self.input_size or m.shape[-2] != self.input_size:
-            m = F.interpolate(m, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        if tuple(m.shape[-2:]) != self.input_size:
+            m = F.interpolate(m, size=self.input_size, mode="bilinear", align_corners=False)
         if self.kernel is not None:
             m = self._smooth(m)
         pooled = F.avg_pool2d(m, kernel_size=self.pool_size, stride=1)
         score = pooled.flatten(1).amax(dim=1)
-        if self.map_size is not None and tuple(self.map_size) != (self.input_size, self.input_size):
+        if self.map_size is not None and tuple(self.map_size) != self.input_size:
             m = F.interpolate(m, size=tuple(self.map_size), mode="bilinear", align_corners=False)
         return score, m[:, 0]

@@ -40,6 +40,7 @@ from inspector.device import resolve_device, set_threads
 from inspector.errors import ConfigError, DataError
 from inspector.evaluate.metrics import auroc
 from inspector.model.adtr import ADTR
+from inspector.model.backbone import GRID_STRIDE
 from inspector.model.preprocess import Preprocess
 from inspector.model.scoring import AnomalyScorer
 
@@ -61,18 +62,19 @@ class Tokens:
     scores: np.ndarray
 
 
-def token_labels(mask: np.ndarray | None, grid: int, min_overlap: float) -> np.ndarray:
-    """Labels ``(grid, grid)`` int8 of one image's tokens from its mask ``bool (S, S)``, S = grid * 16.
+def token_labels(mask: np.ndarray | None, grid: tuple[int, int], min_overlap: float) -> np.ndarray:
+    """Labels ``grid`` = (rows, cols) int8 of one image's tokens from its mask ``bool (H, W)``, H = rows * 16.
 
     ``mask=None`` means a good image (all NORMAL). Otherwise ANOMALY where the mask covers at least
     ``min_overlap`` of the token's footprint, EXCLUDED elsewhere.
     """
+    gh, gw = grid
     if mask is None:
-        return np.full((grid, grid), NORMAL, dtype=np.int8)
-    if mask.shape[0] % grid or mask.shape[1] % grid:
-        raise DataError(f"mask of shape {mask.shape} does not tile into a {grid}x{grid} token grid")
-    k0, k1 = mask.shape[0] // grid, mask.shape[1] // grid
-    coverage = mask.reshape(grid, k0, grid, k1).mean(axis=(1, 3))
+        return np.full((gh, gw), NORMAL, dtype=np.int8)
+    if mask.shape[0] % gh or mask.shape[1] % gw:
+        raise DataError(f"mask of shape {mask.shape} does not tile into a {gh}x{gw} token grid")
+    k0, k1 = mask.shape[0] // gh, mask.shape[1] // gw
+    coverage = mask.reshape(gh, k0, gw, k1).mean(axis=(1, 3))
     return np.where(coverage >= min_overlap, ANOMALY, EXCLUDED).astype(np.int8)
 
 
@@ -80,9 +82,12 @@ def token_labels(mask: np.ndarray | None, grid: int, min_overlap: float) -> np.n
 def collect_tokens(model: ADTR, preprocess: Preprocess, samples: tuple[Sample, ...] | list[Sample],
                    device: torch.device, min_overlap: float = 0.5, batch: int = 16) -> Tokens:
     """Difference vectors, labels and map scores of every labelled token of ``samples``."""
+    if model.cfg.tile_hw is not None:
+        raise ConfigError("the t-SNE labels tokens by the mask over one model input; a tiled product "
+                          "(model.tile_size) has many per image and is not supported")
     model = model.to(device).eval()
     scorer = AnomalyScorer.for_config(model.cfg).to(device)
-    size, grid = model.cfg.input_size, model.cfg.grid
+    size, grid = model.cfg.size_hw, model.cfg.grid_hw
     # A defective image without a mask cannot say which of its tokens are anomalous.
     usable = [s for s in samples if s.label == 0 or s.mask_path is not None]
     vecs, labs, scores = [], [], []
@@ -91,11 +96,11 @@ def collect_tokens(model: ADTR, preprocess: Preprocess, samples: tuple[Sample, .
         target, recon = model(load_inputs((s.path for s in chunk), preprocess).to(device))
         # d in the backbone's own feature units, as in the paper: when the model standardises its
         # targets, scale the difference back by each channel's std (an identity otherwise).
-        d = ((target - recon) * model.target_std).float()  # (B, C, grid, grid)
-        _, amap = scorer(target, recon)  # (B, S, S)
-        tok_score = F.avg_pool2d(amap[:, None], kernel_size=size // grid)[:, 0]  # (B, grid, grid)
+        d = ((target - recon) * model.target_std).float()  # (B, C, rows, cols)
+        _, amap = scorer(target, recon)  # (B, H, W)
+        tok_score = F.avg_pool2d(amap[:, None], kernel_size=GRID_STRIDE)[:, 0]  # (B, rows, cols)
         for i, s in enumerate(chunk):
-            mask = read_mask(s.mask_path, (size, size)) if s.label == 1 else None
+            mask = read_mask(s.mask_path, size) if s.label == 1 else None
             lab = token_labels(mask, grid, min_overlap).reshape(-1)
             keep = lab != EXCLUDED
             vecs.append(d[i].flatten(1).T.cpu().numpy()[keep])
@@ -218,7 +223,7 @@ def visualize(product: str, data: str | Path, home: str | Path | None = None, n:
     model = build_model(ckpt)
     mean, std = ckpt.mean_std
     ds = load_dataset(data)
-    tokens = collect_tokens(model, Preprocess(model.cfg.input_size, mean, std), ds.test, resolve_device(device),
+    tokens = collect_tokens(model, Preprocess(model.cfg.size_hw, mean, std), ds.test, resolve_device(device),
                             min_overlap)
     pick = sample_balanced(tokens.labels, n, anomaly_share, seed)
     vectors, labels, scores = tokens.vectors[pick], tokens.labels[pick], tokens.scores[pick]

@@ -6,6 +6,7 @@ The backbone is frozen and there is no augmentation, so features are computed on
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -17,11 +18,12 @@ import torch
 from inspector.bundle import Checkpoint, load_checkpoint, model_path, save_checkpoint
 from inspector.config import to_dict
 from inspector.data.dataset import Dataset, fingerprint, load_dataset, split_holdout
-from inspector.data.tensors import batches, load_inputs
+from inspector.data.tensors import batches, image_sizes, load_inputs
 from inspector.device import resolve_device, seed_everything, set_threads, versions
 from inspector.errors import CheckpointError
 from inspector.model.adtr import ADTR, create_adtr
 from inspector.model.preprocess import Preprocess
+from inspector.model.sizing import resolve_input_size
 from inspector.model.weights import normalization
 from inspector.preset import Preset
 from inspector.train.step import make_step
@@ -93,10 +95,15 @@ def train(
     log.info("%s", ds.summary())
     train_samples, held = split_holdout(ds.train, tcfg.val_fraction, tcfg.seed)
     log.info("training on %d good images, holding out %d for calibration", len(train_samples), len(held))
+    if mcfg.input_size == "auto":  # the checkpoint stores the [H, W] chosen here, never 'auto'
+        sizes = [mcfg.tile_hw] if mcfg.tile_hw else image_sizes([s.path for s in train_samples])
+        mcfg = resolve_input_size(mcfg, sizes)
+        preset = dataclasses.replace(preset, model=mcfg)
+        log.info("input_size auto -> %dx%d (W x H) from the training images", mcfg.size_hw[1], mcfg.size_hw[0])
 
     model, source = create_adtr(mcfg, backbone_weights)
     mean, std = mean_std(preset)
-    preprocess = Preprocess(mcfg.input_size, mean, std)
+    preprocess = Preprocess(mcfg.size_hw, mean, std, tile=mcfg.tile_hw, overlap=mcfg.tile_overlap)
 
     t0 = time.perf_counter()
     targets = cache_targets(model, load_inputs((s.path for s in train_samples), preprocess), dev)

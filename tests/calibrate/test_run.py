@@ -101,7 +101,7 @@ def test_backend_scores_match_the_model_path(home, backend):
     run = calibrate("cable", home, policy=Policy(target_frr=ALPHA), backend=backend, write_report=False)
     ckpt = load_checkpoint(model_path(home, "cable"))
     model = build_model(ckpt)
-    pred = predict(model, Preprocess(model.cfg.input_size, *ckpt.mean_std), run.scored.samples, torch.device("cpu"))
+    pred = predict(model, Preprocess(model.cfg.size_hw, *ckpt.mean_std), run.scored.samples, torch.device("cpu"))
     np.testing.assert_allclose(run.scored.scores, pred.scores, rtol=1e-4, atol=1e-5)
 
 

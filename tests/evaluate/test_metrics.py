@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from inspector.evaluate.metrics import aupro, auroc, pixel_auroc
@@ -45,3 +46,21 @@ def test_aupro_averages_regions_not_pixels():
     perfect = mask.astype(float)
     assert abs(aupro(mask, perfect) - 1.0) < 1e-9
     assert np.isnan(aupro(np.zeros((1, 3, 3), bool), np.zeros((1, 3, 3))))
+
+
+def test_pixel_metrics_take_images_of_different_sizes():
+    # Two images at their own mask resolution: the same figures as the pixels pooled by hand.
+    rng = np.random.default_rng(2)
+    masks = [rng.random((6, 10)) > 0.7, rng.random((4, 4)) > 0.7]
+    maps = [rng.random(m.shape) + m for m in masks]
+    flat_m = np.concatenate([m.ravel() for m in masks])
+    flat_a = np.concatenate([a.ravel() for a in maps])
+    assert pixel_auroc(masks, maps) == roc_auc_score(flat_m, flat_a)
+    stacked = aupro(np.zeros((1, 1, 1), bool), np.zeros((1, 1, 1)))
+    assert np.isnan(stacked)
+    assert 0.0 < aupro(masks, maps) <= 1.0
+
+
+def test_pixel_metrics_refuse_a_map_of_another_size():
+    with pytest.raises(ValueError, match="resize the map to the mask"):
+        pixel_auroc([np.zeros((4, 4), bool)], [np.zeros((2, 2))])

@@ -63,7 +63,7 @@ def test_manifest_records_hashes_shapes_and_versions(bundle):
                           "color": "BGR"}
     assert m["outputs"]["anomaly_map"]["shape"] == ["batch", 64, 64]
     assert m["frame"] == {"height": 64, "width": 64}  # the training images' size
-    assert m["max_batch"] == 4 and m["opset"] >= 17 and m["roi"] is None and m["model_size"] == 64
+    assert m["max_batch"] == 4 and m["opset"] >= 17 and m["roi"] is None and m["model_size"] == [64, 64]
     assert {"torch", "onnx", "onnxruntime"} <= set(m["versions"])
     d = m["fp16_decisions"]
     assert d["preprocess"] == "fp32" and d["scorer"] == "fp32" and d["layernorm"] in ("fp16", "fp32")

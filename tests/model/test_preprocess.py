@@ -32,3 +32,13 @@ def test_large_frames_are_area_averaged_before_resizing():
     frame[:, 1::2, 1::2] = 255
     x = Preprocess(32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))(frame)
     torch.testing.assert_close(x, torch.full_like(x, 0.5))
+
+
+def test_non_square_size_is_height_then_width():
+    # A 640 x 256 (H x W) strip keeps its aspect at 560 x 224, and a bright top half stays on top.
+    frame = torch.zeros(1, 640, 256, 3, dtype=torch.uint8)
+    frame[:, :320] = 255
+    x = Preprocess((560, 224), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))(frame)
+    assert x.shape == (1, 3, 560, 224)
+    assert float(x[0, 0, :270].min()) > 1 - 1e-6 and float(x[0, 0, 290:].max()) < 1e-6
+    assert Preprocess(32, (0.0,) * 3, (1.0,) * 3).size == (32, 32)

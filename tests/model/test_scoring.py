@@ -49,3 +49,15 @@ def test_pixel_target_gives_full_resolution_map():
     _, m = AnomalyScorer(32, pixels=True, pool_size=1)(t, r)
     assert m.shape == (1, 32, 32)
     assert float(m[0, 0, 0]) == 2.0 and float(m[0, 0, 1]) == 0.0
+
+
+def test_non_square_input_and_map():
+    # A 2 x 5 token grid scored at 32 x 80 px: the map follows the input, the peak stays in its column.
+    t, r = torch.zeros(1, 3, 2, 5), torch.zeros(1, 3, 2, 5)
+    r[0, :, 1, 4] = 1.0
+    score, amap = AnomalyScorer((32, 80), pool_size=16)(t, r)
+    assert amap.shape == (1, 32, 80)
+    assert amap[0, 16:, 64:].mean() > amap[0, :16, :64].mean()
+    assert float(score) <= float(amap.max()) + 1e-6
+    _, small = AnomalyScorer((32, 80), map_size=(64, 160))(t, r)
+    assert small.shape == (1, 64, 160)

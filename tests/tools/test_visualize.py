@@ -27,10 +27,15 @@ def test_token_labels_follow_the_half_footprint_rule():
     mask[0:16, 0:8] = True  # token (0, 0): exactly 50 % covered -> anomaly
     mask[0:16, 16:23] = True  # token (0, 1): 7/16 covered -> excluded
     mask[16:32, 16:32] = True  # token (1, 1): fully covered -> anomaly
-    lab = token_labels(mask, 4, 0.5)
+    lab = token_labels(mask, (4, 4), 0.5)
     assert lab[0, 0] == ANOMALY and lab[1, 1] == ANOMALY and lab[0, 1] == EXCLUDED
     assert (lab == ANOMALY).sum() == 2 and (lab == EXCLUDED).sum() == 14
-    assert (token_labels(None, 4, 0.5) == NORMAL).all()
+    assert (token_labels(None, (4, 4), 0.5) == NORMAL).all()
+    # A non-square grid: 2 rows x 5 columns of tokens over a 32 x 80 mask.
+    wide = np.zeros((32, 80), bool)
+    wide[16:32, 64:80] = True
+    lab = token_labels(wide, (2, 5), 0.5)
+    assert lab.shape == (2, 5) and lab[1, 4] == ANOMALY and (lab == ANOMALY).sum() == 1
 
 
 def test_sampling_is_balanced_seeded_and_refuses_too_few():
