@@ -122,13 +122,6 @@ def report_path(home: str | Path | None, product: str) -> Path:
     return calibration_dir(home) / f"{check_product(product)}.report.png"
 
 
-def normalized_score(score: float | np.ndarray, record: CalibrationRecord) -> float | np.ndarray:
-    """``score / image_threshold``: 1.0 is the pass/fail line, whatever the model's score scale."""
-    if isinstance(score, np.ndarray):
-        return score.astype(np.float64) / record.image_threshold
-    return float(score) / record.image_threshold
-
-
 def record_from_dict(data: dict[str, Any], source: str) -> CalibrationRecord:
     """Strictly build a record from parsed YAML; ConfigError names the key and the file."""
     return load_dataclass(CalibrationRecord, data, source)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from inspector.bundle import bundle_dir, load_checkpoint, model_path
+from inspector.calibrate import rule
 from inspector.calibrate import thresholds as th
 from inspector.calibrate.images import Scored, gather, refuse_overlap, score
 from inspector.calibrate.record import (
@@ -102,13 +103,13 @@ def fit_image(policy: Policy, good: np.ndarray, bad: np.ndarray) -> tuple[float,
     """(image threshold, expected FRR, expected escape rate or None) for ``policy``."""
     if policy.name == "conformal":
         q = th.conformal_quantile(good, policy.target_frr)
-        n_fail = int(th.fails(good, q.threshold).sum())
+        n_fail = int(rule.fails(good, q.threshold).sum())
         frr = rate(n_fail, q.n, f"conformal: a new good image fails with probability (n+1-k)/(n+1) = "
                    f"{q.n + 1 - q.rank}/{q.n + 1} <= {policy.target_frr:g} (k={q.rank}, n={q.n}); the interval is "
                    f"Clopper-Pearson on the {n_fail} of {q.n} calibration images that fail", q.expected_rate)
         esc = None
         if bad.size:
-            n_esc = int((~th.fails(bad, q.threshold)).sum())
+            n_esc = int((~rule.fails(bad, q.threshold)).sum())
             esc = rate(n_esc, bad.size, "count of defective images passing a threshold fitted on good images only")
         return q.threshold, frr, esc
 
@@ -272,7 +273,7 @@ def check(product: str, data: str | Path, home: str | Path | None = None, backen
         scored = score(be, samples, fps, keep_maps=False)
         described = be.describe()
     labels = scored.labels
-    fail = th.fails(scored.scores, record.image_threshold)
+    fail = rule.fails(scored.scores, record.image_threshold)
     n_good, n_bad = int((labels == 0).sum()), int((labels == 1).sum())
     out: dict[str, Any] = {
         "product": product, "calibration": record.id, "data": str(Path(data).resolve()),

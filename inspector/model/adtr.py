@@ -177,7 +177,7 @@ def _mixer(kind: str, dim: int, heads: int, grid: int, dropout: float) -> nn.Mod
         return MLPMixer(dim, grid * grid, dropout)
     if kind == "cnn":
         return ConvMixer(dim, grid, dropout)
-    raise ValueError(f"unknown mixer {kind!r}")
+    raise ConfigError(f"unknown mixer {kind!r}; allowed: attention, mlp, cnn")
 
 
 # --- transformer layers (post-norm, as DETR / UniAD) ---------------------------------------------

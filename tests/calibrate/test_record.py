@@ -14,7 +14,6 @@ from inspector.calibrate.record import (
     ScoreStats,
     calibration_path,
     load_calibration,
-    normalized_score,
     report_path,
     save_calibration,
 )
@@ -94,12 +93,6 @@ def test_strict_loading_names_the_bad_key(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(CalibrationError, match="'policy'.*allowed"):
         load_calibration(tmp_path, "cable")
-
-
-def test_normalized_score_puts_the_line_at_one():
-    rec = make_record(image_threshold=2.0)
-    assert normalized_score(2.0, rec) == 1.0
-    np.testing.assert_allclose(normalized_score(np.float32([1.0, 3.0]), rec), [0.5, 1.5])
 
 
 def test_rate_contains():

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from inspector.bundle import load_checkpoint, model_path
+from inspector.calibrate import rule
 from inspector.calibrate import thresholds as th
 from inspector.calibrate.record import calibration_path, load_calibration, save_calibration
 from inspector.calibrate.run import Policy, calibrate, check
@@ -79,7 +80,7 @@ def test_default_calibration_uses_the_holdout(home, backend, trained):
     assert {i["sha256"] for i in rec.data["images"]} == set(ckpt.fingerprints("holdout"))
     # k = ceil(9 * 0.8) = 8 = n: the threshold lies just above the largest held-out score
     good = run.scored.scores
-    assert rec.image_threshold > good.max() and not th.fails(good, rec.image_threshold).any()
+    assert rec.image_threshold > good.max() and not rule.fails(good, rec.image_threshold).any()
     assert rec.expected_frr.estimate == pytest.approx(1 / 9)
     assert (rec.expected_frr.lower, rec.expected_frr.upper) == pytest.approx(th.clopper_pearson(0, 8))
     assert rec.expected_escape is None and rec.pixel_policy == "conformal" and rec.min_region_area >= 1
