@@ -37,7 +37,6 @@ KNOWN_LONG = {
     ("export/tensorrt_build.py", "build_engine"),
     ("train/run.py", "train"),
     ("stream/capture.py", "run"),
-    ("tools/demo.py", "run_demo"),
 }
 SHARED = {"errors", "config", "result", "files", "device", "preset", "bundle", "manifest"}
 
