@@ -54,6 +54,19 @@ def test_graph_interface_is_frames_in_result_out(bundle):
     assert any(n.op_type == "LayerNormalization" for n in m.graph.node)
 
 
+def test_the_only_uint8_operation_is_the_first_cast(bundle):
+    # TensorRT keeps uint8 only at the network's I/O: every other op must see float (docs/engines.md).
+    for name in ("model.onnx", "model.fp16.onnx"):
+        g = onnx.load(str(bundle / name)).graph
+        # Shape reads only the batch size (no uint8 data); everything else goes through the one Cast.
+        consumers = [n for n in g.node if "frames" in n.input and n.op_type != "Shape"]
+        assert [n.op_type for n in consumers] == ["Cast"], name
+        assert next(a.i for a in consumers[0].attribute if a.name == "to") == onnx.TensorProto.FLOAT
+        uint8_casts = [n for n in g.node if n.op_type == "Cast"
+                       and any(a.name == "to" and a.i == onnx.TensorProto.UINT8 for a in n.attribute)]
+        assert not uint8_casts, name
+
+
 def test_manifest_records_hashes_shapes_and_versions(bundle):
     m = load_manifest(bundle)
     assert m["checkpoint"]["sha256"] == sha256_file(bundle / "model.pt")
