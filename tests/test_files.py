@@ -26,6 +26,12 @@ def test_atomic_writes_replace_the_file_and_leave_nothing_else(tmp_path):
     assert sorted(f.name for f in (tmp_path / "sub").iterdir()) == ["manifest.json", "plan.bin"]
 
 
+def test_written_files_get_the_usual_permissions(tmp_path):
+    write_text_atomic(tmp_path / "manifest.json", "{}")
+    (tmp_path / "plain.json").write_text("{}")
+    assert (tmp_path / "manifest.json").stat().st_mode == (tmp_path / "plain.json").stat().st_mode
+
+
 def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path):
     p = tmp_path / "model.pt"
     p.write_bytes(b"old")
