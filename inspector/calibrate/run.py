@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from inspector.bundle import bundle_dir, load_checkpoint, model_path
+from inspector.bundle import Checkpoint, bundle_dir, load_checkpoint, model_path
 from inspector.calibrate import rule
 from inspector.calibrate import thresholds as th
 from inspector.calibrate.images import Scored, gather, refuse_overlap, score
@@ -158,24 +158,24 @@ def calibrate(product: str, home: str | Path | None = None, data: str | Path | N
     ``backend`` is a backend name for :func:`inspector.runtime.open_backend` or an open Backend (which
     the caller keeps ownership of).
     """
-    from inspector.manifest import load_manifest, model_sha
+    from inspector.manifest import load_manifest
 
     policy = policy or Policy()
     policy.validate()
     ckpt = load_checkpoint(model_path(home, product))
     manifest = load_manifest(bundle_dir(home, product))
-    if model_sha(manifest) != ckpt.sha256:
+    if manifest.model_sha != ckpt.sha256:
         raise CheckpointError(
-            f"the export manifest of '{product}' belongs to model {model_sha(manifest)[:12]}, but model.pt is "
+            f"the export manifest of '{product}' belongs to model {manifest.model_sha[:12]}, but model.pt is "
             f"{ckpt.sha256[:12]}; re-run `inspector export --product {product}` first"
         )
     if data is None:  # fail before scoring when the hold-out alone cannot do what was asked
         if policy.name != "conformal":
             raise CalibrationError(f"policy {policy.name} needs defective images: give them with --data DIR")
         th.require_samples(len(ckpt.fingerprints("holdout")), policy.target_frr, "held-out good images")
-    samples, fps = gather(ckpt.payload, ckpt.fingerprints("train"), ckpt.fingerprints("holdout"), data)
+    samples, fps = gather(ckpt, data)
     with _opened(backend, home, product, device, threads) as be:
-        scored = score(be, samples, fps, manifest.get("roi"))
+        scored = score(be, samples, fps, manifest.roi_box)
         described = be.describe()
     labels = scored.labels
     good, bad = scored.scores[labels == 0], scored.scores[labels == 1]
@@ -185,15 +185,15 @@ def calibrate(product: str, home: str | Path | None = None, data: str | Path | N
     image_thr, frr, esc = fit_image(policy, good, bad)
     pixel_thr, pixel_kind, area = fit_pixels(policy, scored)
     now = datetime.now(UTC).replace(microsecond=0)
-    onnx = {k: v.get("sha256") for k, v in (manifest.get("onnx") or {}).items() if isinstance(v, dict)}
+    onnx = {k: v.sha256 for k, v in manifest.onnx.items()}
     record = CalibrationRecord(
         id=f"{product}-{now.strftime('%Y%m%dT%H%M%SZ')}", product=product, created=now.isoformat(),
-        model_sha256=model_sha(manifest), onnx_sha256=onnx, policy=policy.name,
+        model_sha256=manifest.model_sha, onnx_sha256=onnx, policy=policy.name,
         parameters=_parameters(policy), image_threshold=float(image_thr), pixel_threshold=float(pixel_thr),
         pixel_policy=pixel_kind, min_region_area=int(area), mask_size=tuple(int(v) for v in scored.maps.shape[1:]),
         n_good=int(good.size), n_defective=int(bad.size), good_scores=ScoreStats.of(good),
         defective_scores=ScoreStats.of(bad) if bad.size else None, expected_frr=frr, expected_escape=esc,
-        backend=_plain(described), versions=versions(), data=_data_info(ckpt.payload, data, scored),
+        backend=_plain(described), versions=versions(), data=_data_info(ckpt, data, scored),
     )
     path = calibration_path(home, product)
     archived = save_calibration(record, path)
@@ -215,9 +215,9 @@ def _parameters(policy: Policy) -> dict[str, Any]:
     return out
 
 
-def _data_info(payload: dict[str, Any], data: str | Path | None, scored: Scored) -> dict[str, Any]:
+def _data_info(ckpt: Checkpoint, data: str | Path | None, scored: Scored) -> dict[str, Any]:
     return {
-        "holdout_root": payload["data"]["root"],
+        "holdout_root": ckpt.data.root,
         "extra": str(Path(data).resolve()) if data is not None else None,
         "resized": scored.resized,
         "images": [{"name": s.path.name, "label": int(s.label), "sha256": fp}

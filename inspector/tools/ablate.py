@@ -31,6 +31,7 @@ from inspector.bundle import load_checkpoint, model_path
 from inspector.config import to_dict
 from inspector.errors import ConfigError, DataError, WeightsError
 from inspector.evaluate.run import evaluate
+from inspector.files import write_text_atomic
 from inspector.model.adtr import BACKBONE_CHOICES
 from inspector.model.weights import LITE_PACKAGES
 from inspector.preset import Preset
@@ -129,10 +130,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_clean(data), indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(_clean(data), indent=2, allow_nan=False) + "\n")
 
 
 def _clean(x: Any) -> Any:
@@ -196,7 +194,7 @@ def run_variant(key: str, preset: Preset, data: Path, out: Path, product: str, d
                   "resumed_from_epoch": load_checkpoint(resume).epoch if resume else None}
         _write_json(timing_file, timing)
         record.update(timing)
-    history = list(load_checkpoint(trained).payload["loss_history"])
+    history = list(load_checkpoint(trained).loss_history)
     t0 = time.perf_counter()
     metrics = evaluate(product, data, home=home, device=device)
     record.update({

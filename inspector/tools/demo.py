@@ -256,9 +256,8 @@ def _make_product(product: str, data: Path, preset: Any, home: Path, step: _Step
 
     step("export to ONNX (frame in, score and anomaly map out)")
     manifest = export(product, home, ExportOptions())
-    frame_hw = (int(manifest["frame"]["height"]), int(manifest["frame"]["width"]))
-    say(f"exported {manifest['onnx']['fp32']['path']}: frames {frame_hw[1]}x{frame_hw[0]}, max batch "
-        f"{manifest['max_batch']}")
+    frame_hw = manifest.frame_shape
+    say(f"exported {manifest.onnx['fp32'].path}: frames {frame_hw[1]}x{frame_hw[0]}, max batch {manifest.max_batch}")
 
     step("calibrate thresholds on the held-out good images")
     n_hold = r.n_holdout

@@ -18,6 +18,8 @@ from inspector.calibrate.record import (
     save_calibration,
 )
 from inspector.errors import CalibrationError
+from inspector.manifest import FileRef, Manifest
+from tests.manifest_support import make_manifest
 
 SHA = "a" * 64
 
@@ -35,8 +37,8 @@ def make_record(**changes) -> CalibrationRecord:
     return dataclasses.replace(rec, **changes)
 
 
-def manifest(sha: str) -> dict:
-    return {"schema": 1, "checkpoint": {"path": "model.pt", "sha256": sha}}
+def manifest(sha: str) -> Manifest:
+    return make_manifest("cable", checkpoint=FileRef("model.pt", sha))
 
 
 def test_round_trip_is_human_readable(tmp_path):

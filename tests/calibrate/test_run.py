@@ -21,8 +21,8 @@ from inspector.cli import main
 from inspector.data.dataset import fingerprint, load_dataset
 from inspector.data.synthetic import write_product
 from inspector.errors import CalibrationError, CheckpointError
+from inspector.files import sha256_file
 from inspector.manifest import load_manifest
-from inspector.model.weights import sha256_file
 from tests.calibration_support import TorchFrames, copy_home, write_manifest
 
 # 8 held-out good images (40 x 0.2): alpha must be >= 1/9
@@ -184,7 +184,7 @@ def test_real_torch_backend_with_roi_and_mask_size(home, fresh_folder):
     """Through open_backend("torch"): the maps cover the ROI at the manifest's mask size, and so do the masks."""
     from inspector.data.dataset import read_mask
 
-    write_manifest(home / "engines" / "cable", sha256_file(model_path(home, "cable")), mask=(32, 32), roi=[8, 8, 48, 48])
+    write_manifest(home / "engines" / "cable", sha256_file(model_path(home, "cable")), mask=(32, 32), roi=(8, 8, 48, 48))
     run = calibrate("cable", home, data=fresh_folder, policy=Policy(target_frr=ALPHA), backend="torch", device="cpu")
     sc = run.scored
     assert run.record.backend["backend"] == "torch" and run.record.mask_size == (32, 32)
