@@ -22,12 +22,16 @@ KINDS = ("opcua", "mqtt")
 class CurveClientConfig:
     """CURVE keys to talk to a daemon with ``zmq.curve.enabled`` (files written by ``inspector keys``)."""
 
-    client_secret_key: str = ""  # this bridge's NAME.key_secret
+    client_secret_key: str = ""  # this bridge's NAME.key_secret ("" with the other one "": no CURVE)
     server_public_key: str = ""  # the daemon's server.key
 
+    @property
+    def enabled(self) -> bool:
+        return bool(self.client_secret_key)
+
     def validate(self, source: str) -> None:
-        if not (self.client_secret_key and self.server_public_key):
-            raise ConfigError(f"{source}: a 'curve' section needs 'client_secret_key' and 'server_public_key'")
+        if bool(self.client_secret_key) != bool(self.server_public_key):
+            raise ConfigError(f"{source}: 'curve' needs both 'client_secret_key' and 'server_public_key'")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class LineConfig:
     request_retries: int = field(default=2, metadata={"min": 0, "max": 100})
     # switch_product loads an engine: one attempt with this timeout.
     switch_timeout_ms: int = field(default=30000, metadata={"min": 100, "max": 600000})
-    curve: CurveClientConfig | None = None
+    curve: CurveClientConfig = field(default_factory=CurveClientConfig)
 
     def validate(self, source: str) -> None:
         if not self.line:
@@ -80,6 +84,9 @@ class OpcuaConfig:
         if self.security == "none" and not self.anonymous:
             raise ConfigError(f"{source}: 'opcua.security: none' lets anyone who reaches the port trigger parts and "
                               "switch products; it needs 'opcua.anonymous: true' to say so")
+
+    def check_files(self, source: str) -> None:
+        """The files security needs are named (called for bridges of kind opcua)."""
         if self.security == "sign_and_encrypt" and not (self.certificate and self.private_key and
                                                           self.trusted_clients):
             raise ConfigError(f"{source}: 'opcua.security: sign_and_encrypt' needs 'opcua.certificate', "
@@ -143,8 +150,8 @@ class BridgeConfig:
     name: str = ""
     kind: str = field(default="opcua", metadata={"choices": KINDS})
     lines: tuple[LineConfig, ...] = ()
-    opcua: OpcuaConfig | None = None
-    mqtt: MqttConfig | None = None
+    opcua: OpcuaConfig = field(default_factory=OpcuaConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
     def validate(self, source: str) -> None:
         if not self.name:
@@ -154,19 +161,16 @@ class BridgeConfig:
         names = [x.line for x in self.lines]
         if len(set(names)) != len(names):
             raise ConfigError(f"{source}: bridge {self.name!r} lists a line twice: {names}")
-        if self.kind == "opcua" and self.opcua is None:
-            raise ConfigError(f"{source}: bridge {self.name!r} is kind 'opcua' and needs an 'opcua' section "
-                              "(at least its certificates)")
-        other = "mqtt" if self.kind == "opcua" else "opcua"
-        if getattr(self, other) is not None:
-            raise ConfigError(f"{source}: bridge {self.name!r} is kind {self.kind!r} but has an '{other}' section")
+        if self.kind == "opcua":
+            self.opcua.check_files(source)
+        other, default = ("mqtt", MqttConfig()) if self.kind == "opcua" else ("opcua", OpcuaConfig())
+        if getattr(self, other) != default:
+            raise ConfigError(f"{source}: bridge {self.name!r} is kind {self.kind!r} but has '{other}' settings")
 
     @property
     def settings(self) -> OpcuaConfig | MqttConfig:
-        """The section of this bridge's kind (for mqtt, its defaults when the file has none)."""
-        if self.kind == "opcua":
-            return self.opcua  # type: ignore[return-value]  # validate() made sure it is there
-        return self.mqtt or MqttConfig()
+        """The section of this bridge's kind."""
+        return self.opcua if self.kind == "opcua" else self.mqtt
 
 
 @dataclass(frozen=True)
@@ -189,20 +193,15 @@ def _resolve(base: Path, p: str) -> str:
 def _resolve_bridge(b: BridgeConfig, base: Path) -> BridgeConfig:
     r = dataclasses.replace
     lines = tuple(r(x, curve=r(x.curve, client_secret_key=_resolve(base, x.curve.client_secret_key),
-                               server_public_key=_resolve(base, x.curve.server_public_key)))
-                  if x.curve else x for x in b.lines)
-    b = r(b, lines=lines)
-    if b.opcua is not None:
-        o = b.opcua
-        b = r(b, opcua=r(o, certificate=_resolve(base, o.certificate), private_key=_resolve(base, o.private_key),
-                         trusted_clients=_resolve(base, o.trusted_clients)))
-    if b.mqtt is not None:
-        m = b.mqtt
-        tls = r(m.tls, ca_certs=_resolve(base, m.tls.ca_certs), certfile=_resolve(base, m.tls.certfile),
-                keyfile=_resolve(base, m.tls.keyfile))
-        b = r(b, mqtt=r(m, password_file=_resolve(base, m.password_file), tls=tls,
-                        buffer=r(m.buffer, path=_resolve(base, m.buffer.path))))
-    return b
+                               server_public_key=_resolve(base, x.curve.server_public_key))) for x in b.lines)
+    o, m = b.opcua, b.mqtt
+    opcua = r(o, certificate=_resolve(base, o.certificate), private_key=_resolve(base, o.private_key),
+              trusted_clients=_resolve(base, o.trusted_clients))
+    tls = r(m.tls, ca_certs=_resolve(base, m.tls.ca_certs), certfile=_resolve(base, m.tls.certfile),
+            keyfile=_resolve(base, m.tls.keyfile))
+    mqtt = r(m, password_file=_resolve(base, m.password_file), tls=tls,
+             buffer=r(m.buffer, path=_resolve(base, m.buffer.path)))
+    return r(b, lines=lines, opcua=opcua, mqtt=mqtt)
 
 
 def load_bridge_config(path: str | Path) -> BridgeFile:

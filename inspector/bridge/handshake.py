@@ -151,17 +151,19 @@ class Handshake:
         """A result from the daemon; True when it changed what the PLC sees (its part's result, or a late one)."""
         if r.part_id is None:
             return False  # a continuous-mode frame nobody triggered
-        if self.phase == BUSY and r.part_id == self.part_id:
-            code = "OK" if r.decision != "ERROR" else "ERROR"
-            self._finish(PartResult(r.part_id, r.decision, code, r.error or "", r.frame_id, _score(r.score),
-                                    _score(r.normalized_score), r.latency_ms, r.capture_ts, len(r.regions)), now)
-            return True
+        # Older triggers of the same part id first: the daemon answers triggers in order, so while one of them
+        # is outstanding, this result is its (late) one, not the current part's.
         for i, (pid, deadline, _forget) in enumerate(self._outstanding):
             if pid == r.part_id:
                 del self._outstanding[i]
                 self.counters.late_results += 1
                 self.late = LateResult(pid, r.frame_id, r.decision, round((now - deadline) * 1000, 3))
                 return True
+        if self.phase == BUSY and r.part_id == self.part_id:
+            code = "OK" if r.decision != "ERROR" else "ERROR"
+            self._finish(PartResult(r.part_id, r.decision, code, r.error or "", r.frame_id, _score(r.score),
+                                    _score(r.normalized_score), r.latency_ms, r.capture_ts, len(r.regions)), now)
+            return True
         return False  # a result for a trigger of another client
 
     def tick(self, now: float) -> bool:

@@ -78,7 +78,7 @@ class DaemonLink:
         self.liveness = Liveness(cfg.heartbeat_ms / 1000)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        curve = (cfg.curve.client_secret_key, cfg.curve.server_public_key) if cfg.curve else None
+        curve = (cfg.curve.client_secret_key, cfg.curve.server_public_key) if cfg.curve.enabled else None
         self._curve = curve
         self._fast = ControlClient(cfg.control, cfg.request_timeout_ms, cfg.request_retries, curve, self.ctx)
         self._slow = ControlClient(cfg.control, cfg.switch_timeout_ms, 0, curve, self.ctx)

@@ -196,7 +196,8 @@ class MqttBridge:
         with self._lock:
             was = self.buffer.connected
             self.buffer.on_disconnect()
-        self.broker = f"disconnected: {reason}"
+        if not self.broker.startswith("refused"):  # keep why the broker said no, not the disconnect after it
+            self.broker = f"disconnected: {reason}"
         if was:
             log.warning("MQTT bridge %s: lost the broker (%s); buffering", self.cfg.name, reason)
 

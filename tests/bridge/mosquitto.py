@@ -8,6 +8,8 @@ would for a real MES client.
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import signal
 import socket
@@ -41,6 +43,8 @@ class Mosquitto:
         self.port = port or _free_port()
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text(
+            # Run as root, mosquitto drops to user 'mosquitto', who cannot read pytest's 0700 folders: stay us.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
             f"listener {self.port} 127.0.0.1\n"
             f"persistence true\npersistence_location {folder}/\nautosave_interval 1\n"
             f"log_dest file {folder}/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\n"

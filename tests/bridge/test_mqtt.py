@@ -207,3 +207,69 @@ def test_500_results_survive_a_10_s_broker_outage_in_order(tmp_path):
     for line, got in (("t1", g1), ("t2", g2)):
         ids = [r["frame_id"] for r in results if r["line"] == line]
         assert ids == [r.frame_id for r in got.results] == list(range(per_line)), f"line {line}: lost or reordered"
+
+
+def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a broker certificate for 127.0.0.1 signed by it (PEM), with cryptography."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def cert(subject: str, key, issuer: str, issuer_key, ca: bool, san=None):
+        b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+             .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)])).public_key(key.public_key())
+             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+             .not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return b.sign(issuer_key, hashes.SHA256())
+
+    ca_key, srv_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = cert("test-ca", ca_key, "test-ca", ca_key, True)
+    srv = cert("broker", srv_key, "test-ca", ca_key, False, [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / "ca.pem", folder / "broker.pem", folder / "broker.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(srv.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(srv_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return paths
+
+
+def test_tls_and_password(tmp_path):
+    import subprocess
+
+    require_mosquitto()
+    ca, cert, key = _tls_files(tmp_path / "tls")
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "mes", "s3cret"], check=True, capture_output=True)
+    (tmp_path / "good").write_text("s3cret\n")
+    (tmp_path / "bad").write_text("wrong\n")
+    for f in ("good", "bad"):
+        (tmp_path / f).chmod(0o600)
+    extra = f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\nallow_anonymous false\npassword_file {passwd}\n"
+    with Mosquitto(tmp_path / "broker", extra=extra) as broker, _line(tmp_path, "t1", 5, 100) as line:
+        tls = {"enabled": True, "ca_certs": str(ca)}
+        with BridgeThread(mqtt_file(broker.port, [line], username="mes", password_file=str(tmp_path / "good"),
+                                    tls=tls)) as good, \
+                BridgeThread(mqtt_file(broker.port, [line], username="mes", password_file=str(tmp_path / "bad"),
+                                       tls=tls, client_id="intruder")) as bad:
+            _wait_links_up(good)
+            got = line.go()
+            line.collect(got, 20)
+            bridge = good.get("mes")
+            deadline = time.monotonic() + 10
+            while bridge.buffer.delivered < 5 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert bridge.buffer.delivered >= 5 and bridge.broker == "connected"
+            assert bad.get("mes").broker.startswith("refused") and bad.get("mes").buffer.delivered == 0
+    (tmp_path / "good").chmod(0o644)
+    with pytest.raises(Exception, match="readable by others"):
+        BridgeThread(mqtt_file(1, [line], username="mes", password_file=str(tmp_path / "good")))
