@@ -17,6 +17,7 @@ power cut delivers what it had not delivered yet (all of it as pending, in order
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections import OrderedDict, deque
@@ -136,6 +137,8 @@ class SqliteStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # 0600 before SQLite opens it: its -wal and -shm files take the database file's permissions.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
             self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -143,7 +146,6 @@ class SqliteStore:
                             "payload BLOB NOT NULL, retain INTEGER NOT NULL)")
         except (OSError, sqlite3.Error) as e:
             raise ConfigError(f"mqtt.buffer.path {self.path}: cannot open the buffer database: {e}") from e
-        self.path.chmod(0o600)
         self.lock = threading.Lock()
 
     def load(self, now: float) -> list[Item]:

@@ -129,8 +129,16 @@ class MqttBridge:
                 self._direct(self.status_topic, self._status(online=False), retain=True).wait_for_publish(2)
             self.client.disconnect()
             self.client.loop_stop()
+        with self._lock:
+            waiting = len(self.buffer)
         if self.store is not None:
             self.store.close()
+            if waiting:
+                log.warning("MQTT bridge %s: %d message(s) not delivered yet stay in %s for the next start",
+                            self.cfg.name, waiting, self.store.path)
+        elif waiting:
+            log.error("MQTT bridge %s: %d message(s) not delivered are lost at this stop (no mqtt.buffer.path "
+                      "to keep them)", self.cfg.name, waiting)
 
     # -- the daemon's side (link threads) ---------------------------------------------------------------
     def _on_message_of(self, line: str) -> Callable[[Message, bytes | None, float], None]:

@@ -20,6 +20,15 @@ RESULT_FIELDS = ("PartId", "FrameId", "Decision", "Pass", "ResultCode", "Message
                  "LatencyMs", "ResponseMs", "Timestamp", "Regions")
 
 
+def until(pred, timeout_s: float, what: str) -> None:
+    """Wait on state: poll ``pred()`` until it is true; TimeoutError naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout_s} s for {what}")
+        time.sleep(0.02)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -86,6 +86,9 @@ def test_sqlite_store_round_trip(tmp_path):
     for i in range(5):
         s.add(Item(i, f"t/{i}", bytes([i]) * 3, retain=i == 2))
     s.remove([1, 3])
+    files = sorted(p.name for p in path.parent.iterdir())
+    assert files == ["buf.sqlite", "buf.sqlite-shm", "buf.sqlite-wal"], files
+    assert all(p.stat().st_mode & 0o077 == 0 for p in path.parent.iterdir())  # the -wal and -shm too
     s.close()
     s = SqliteStore(path)
     items = s.load(now=4.0)
