@@ -136,6 +136,8 @@ def bench_opcua(args: argparse.Namespace) -> dict:
         proc.terminate()
         proc.wait(60)
     total, bridge, daemon_span, latency = [], [], [], []
+    steps: dict[str, list[float]] = {"write_to_seen": [], "seen_to_sent": [], "received_to_valid": [],
+                                     "valid_to_plc_read": []}
     codes: dict[str, int] = {}
     for p in parts:
         codes[p["ResultCode"]] = codes.get(p["ResultCode"], 0) + 1
@@ -146,9 +148,14 @@ def bench_opcua(args: argparse.Namespace) -> dict:
             daemon_span.append((t.received - t.sent) * 1000)
             bridge.append(span - daemon_span[-1])
             latency.append(p["LatencyMs"])
+            for k, (a, b) in {"write_to_seen": (p["t_trigger"], t.seen), "seen_to_sent": (t.seen, t.sent),
+                              "received_to_valid": (t.received, t.valid),
+                              "valid_to_plc_read": (t.valid, p["t_valid"])}.items():
+                steps[k].append((b - a) * 1000)
     return {"parts": len(parts), "codes": codes, "trigger_to_result_valid_ms": _pct(total),
             "daemon_capture_to_publish_ms": _pct(latency), "daemon_request_to_result_ms": _pct(daemon_span),
-            "bridge_added_ms": _pct(bridge), "load_avg": os.getloadavg()}
+            "bridge_added_ms": _pct(bridge), "bridge_steps_ms": {k: _pct(v) for k, v in steps.items()},
+            "load_avg": os.getloadavg()}
 
 
 def _subscriber_process(port: int, topic: str, path: str, ready: mp.Event) -> None:

@@ -207,3 +207,58 @@ def test_an_untrusted_certificate_is_refused(tmp_path):
             await plc.close()
 
         asyncio.run(attempts())
+
+
+def test_methods_and_handshake_errors(tmp_path):
+    from asyncua import ua
+
+    certs = make_certs(tmp_path)
+    with _trigger_line(tmp_path) as line:
+        line.go()
+        port = free_port()
+        with BridgeThread(opcua_file(certs, [_line_entry(line)], port)):
+            async def plc_side() -> dict:
+                plc = await Plc(port, "t1", certs).connect()
+                obj = plc.client.get_node(ua.NodeId("t1", plc.idx))
+
+                async def call(name: str, *args: str) -> list:
+                    return await obj.call_method(ua.NodeId(f"t1.{name}", plc.idx), *args)
+
+                seen = {}
+                try:
+                    await plc.wait("State", "Ready")
+                    seen["pause"] = await call("Pause")
+                    await plc.wait("State", "Paused")
+                    seen["paused_part"] = (await plc.part("M1"))["ResultCode"]
+                    seen["resume"] = await call("Resume")
+                    await plc.wait("State", "Ready")
+                    seen["switch"] = await call("SwitchProduct", "cable2")
+                    await plc.wait("CalibrationId", "fake-cal-2")
+                    seen["product"] = await plc.read("Product")
+                    seen["bad_switch"] = await call("SwitchProduct", "nope")
+                    seen["trigger"] = await call("Trigger", "M2")
+                    seen["again"] = await call("Trigger", "M3")  # still Busy or ResultValid: refused
+                    await plc.wait("Handshake.ResultValid", True)
+                    seen["m2"] = (await plc.read("Result.PartId"), await plc.read("Result.ResultCode"))
+                    await plc.node("Handshake.ResultAck").write_value(ua.DataValue(ua.Variant(True,
+                                                                                              ua.VariantType.Boolean)))
+                    await plc.wait("Handshake.ResultValid", False)
+                    # A ResultAck without ResultValid: counted, nothing else.
+                    await plc.node("Handshake.ResultAck").write_value(ua.DataValue(ua.Variant(True,
+                                                                                              ua.VariantType.Boolean)))
+                    await plc.wait("Counters.HandshakeErrors", 2)
+                    seen["last_error"] = await plc.read("Handshake.LastError")
+                    seen["empty"] = (await plc.part(""))["ResultCode"]
+                    return seen
+                finally:
+                    await plc.close()
+
+            seen = asyncio.run(plc_side())
+    assert seen["pause"][0] is True and seen["resume"][0] is True
+    assert seen["paused_part"] == "NOT_READY"
+    assert seen["switch"][0] is True and '"product": "cable2"' in seen["switch"][1] and seen["product"] == "cable2"
+    assert seen["bad_switch"][0] is False and "no bundle for product 'nope'" in seen["bad_switch"][1]
+    assert seen["trigger"] == [True, "triggered"]
+    assert seen["again"][0] is False and "while" in seen["again"][1]
+    assert seen["m2"] == ("M2", "OK")
+    assert "ResultAck while Ready" in seen["last_error"] and seen["empty"] == "BAD_REQUEST"
