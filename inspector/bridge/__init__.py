@@ -8,7 +8,7 @@ nothing of this package, so a bridge can neither slow nor stop inspection.
 - ``link.py``: the ZeroMQ side (subscriber thread, liveness from heartbeats, Lazy Pirate control requests);
 - ``handshake.py``: the PLC part handshake with its deadline, a pure state machine;
 - ``opcua_space.py``, ``opcua.py``: the asyncua server (address space, security, the handshake's shell);
-- ``certs.py``: OPC UA application certificates (``inspector bridge-certs``);
+- ``certs.py``: OPC UA application certificates (``inspector keys --opcua``);
 - ``buffer.py``: the store-and-forward buffer (pure) and its optional SQLite mirror;
 - ``mqtt.py``: the paho-mqtt publisher;
 - ``run.py``: runs the bridges of one file until SIGTERM.

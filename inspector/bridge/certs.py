@@ -1,4 +1,4 @@
-"""OPC UA application certificates for the bridge and its clients (``inspector bridge-certs``).
+"""OPC UA application certificates for the bridge and its clients (``inspector keys --opcua``).
 
 Self-signed X.509 certificates as OPC 10000-6 asks for them, made by asyncua's own ``cert_gen``: RSA 2048,
 SHA-256, the application URI and host names in the subject alternative name, key usage for signing and
@@ -93,7 +93,7 @@ def application_uri(cert_file: str | Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise ConfigError(f"cannot read certificate {path}: {e.strerror} (make one with `inspector bridge-certs`)") \
+        raise ConfigError(f"cannot read certificate {path}: {e.strerror} (make one with `inspector keys --opcua`)") \
             from e
     try:
         cert = x509.load_der_x509_certificate(data) if not data.startswith(b"-----") else \
@@ -111,7 +111,7 @@ def check_private_key(path: str | Path) -> None:
     """Refuse a private key file that others can read."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"private key {p} does not exist (make one with `inspector bridge-certs`)")
+        raise ConfigError(f"private key {p} does not exist (make one with `inspector keys --opcua`)")
     if p.stat().st_mode & 0o077:
         raise ConfigError(f"private key {p} is readable by others (mode {p.stat().st_mode & 0o777:o}); "
                           f"chmod 600 {p}")

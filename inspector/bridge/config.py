@@ -70,7 +70,7 @@ class OpcuaConfig:
     # Accept the anonymous user token. Without it, a session must present an X509 user certificate that is
     # also in trusted_clients (usually the client's own application certificate).
     anonymous: bool = False
-    certificate: str = ""  # the server's certificate (DER), from `inspector bridge-certs`
+    certificate: str = ""  # the server's certificate (DER), from `inspector keys --opcua`
     private_key: str = ""  # its private key (PEM)
     trusted_clients: str = ""  # a folder of trusted client certificates (.der or .pem)
     # Reject by default: a part whose result is not there this long after its trigger gets TIMEOUT / ERROR.
@@ -91,7 +91,7 @@ class OpcuaConfig:
                                                           self.trusted_clients):
             raise ConfigError(f"{source}: 'opcua.security: sign_and_encrypt' needs 'opcua.certificate', "
                               "'opcua.private_key' and 'opcua.trusted_clients' (make them with "
-                              "`inspector bridge-certs --out DIR`)")
+                              "`inspector keys --opcua --out DIR`)")
 
 
 @dataclass(frozen=True)

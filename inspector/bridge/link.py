@@ -30,7 +30,6 @@ from inspector.protocol.messages import EndOfStream, Message
 log = logging.getLogger(__name__)
 
 DOWN_AFTER = 1.5  # heartbeat intervals of silence
-SLOW_COMMANDS = ("switch_product", "reload_calibration")
 
 MessageFn = Callable[[Message, bytes | None, float], None]  # (message, mask PNG or None, monotonic receive time)
 StateFn = Callable[[bool, str], None]  # (daemon up?, why)
@@ -103,10 +102,10 @@ class DaemonLink:
             pool.submit(client.close)
             pool.shutdown(wait=True)
 
-    def request(self, cmd: str, **args: Any) -> Future:
+    def request(self, cmd: str, slow: bool = False, **args: Any) -> Future:
         """Send a control command; the Future gives the reply ``{"ok", "result"|"error"}`` or raises
-        ProtocolError when the daemon did not answer after the Lazy Pirate retries."""
-        slow = cmd in SLOW_COMMANDS
+        ProtocolError when the daemon did not answer after the Lazy Pirate retries. ``slow``: a command that
+        loads an engine (switch_product): one attempt of ``switch_timeout_ms``, on its own thread."""
         client = self._slow if slow else self._fast
         return (self._slow_pool if slow else self._fast_pool).submit(client.request, cmd, **args)
 

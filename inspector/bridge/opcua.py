@@ -171,13 +171,13 @@ class LineObject:
     async def _on_message(self, msg: Message, mask: bytes | None, received: float) -> None:
         if isinstance(msg, Result):
             self.daemon.update(product=msg.product, model_sha=msg.model_sha, calibration_id=msg.calibration_id)
-            answered = self.hs.busy and self.hs.part_id == msg.part_id
+            before = self.hs.result
             self.hs.on_result(msg, received)
             await self.refresh()
-            if answered:
+            if self.hs.result is not before:  # this part's result (a late one only sets hs.late)
                 self._timing(msg.part_id, received)
             return
-        elif isinstance(msg, Heartbeat):
+        if isinstance(msg, Heartbeat):
             self.daemon.update(product=msg.product, calibration_id=msg.calibration_id, mode=msg.mode,
                                frames=msg.frames, dropped=msg.dropped)
             self.hs.paused = msg.paused
@@ -255,7 +255,7 @@ class LineObject:
             cmd = {"SwitchProduct": "switch_product", "Pause": "pause", "Resume": "resume"}[name]
             kwargs = {"product": str(values[0] or "")} if name == "SwitchProduct" else {}
             try:
-                reply = await asyncio.wrap_future(self.link.request(cmd, **kwargs))
+                reply = await asyncio.wrap_future(self.link.request(cmd, slow=name == "SwitchProduct", **kwargs))
             except ProtocolError as e:
                 return outputs(False, str(e))
             body = reply.get("result") if reply.get("ok") else reply.get("error")

@@ -45,9 +45,9 @@ def test_keys_are_never_overwritten_and_loose_keys_are_refused(tmp_path):
         application_uri(tmp_path / "missing.der")
 
 
-def test_the_verb(tmp_path, capsys):
-    assert main(["bridge-certs", "--out", str(tmp_path), "--client", "plc1", "--client", "plc2"]) == 0
+def test_keys_opcua(tmp_path, capsys):
+    assert main(["keys", "--opcua", "--out", str(tmp_path), "--name", "bridge", "--name", "plc1", "--name", "plc2"]) == 0
     out = capsys.readouterr().out
     assert "urn:inspector:plc2" in out and "urn:inspector:bridge" in out
     assert sorted(p.name for p in (tmp_path / "trusted").iterdir()) == ["plc1.der", "plc2.der"]
-    assert main(["bridge-certs", "--out", str(tmp_path)]) == 1  # bridge.der exists: refused, exit 1
+    assert main(["keys", "--opcua", "--out", str(tmp_path)]) == 1  # bridge.der exists: refused, exit 1
