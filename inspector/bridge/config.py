@@ -127,7 +127,7 @@ class MqttConfig:
     topic_prefix: str = "inspector"
     keepalive_s: int = field(default=30, metadata={"min": 5, "max": 65535})
     reconnect_min_s: float = field(default=0.5, metadata={"min": 0.1, "max": 3600.0})
-    reconnect_max_s: float = field(default=5.0, metadata={"min": 0.1, "max": 3600.0})
+    reconnect_max_s: float = field(default=2.0, metadata={"min": 0.1, "max": 3600.0})
     username: str = ""
     password_file: str = ""  # the password, in a file that is not world-readable
     tls: TlsConfig = field(default_factory=TlsConfig)

@@ -11,9 +11,10 @@ Topics (``P`` = ``mqtt.topic_prefix``, ``L`` = the line):
   ``P/bridge/<name>/alarm`` (retained): ``{"kind": "buffer_overflow", "dropped", "dropped_total", ...}``.
 
 Everything but heartbeats goes through :class:`~inspector.bridge.buffer.ForwardBuffer`. One pump thread hands
-messages to paho in order and learns which were acknowledged from their ``MQTTMessageInfo``; paho's callbacks
-(which run under paho's own locks) only flip the connection state under the buffer's lock and wake the pump,
-and the pump never holds that lock while it calls paho, so the two can never wait for each other.
+messages to paho in order and learns which were acknowledged from the mids paho's on_publish hands it (and
+their ``MQTTMessageInfo``); paho's callbacks (which run under paho's own locks) only flip the connection state
+under the buffer's lock, append a mid and wake the pump, and the pump never holds that lock while it calls
+paho, so the two can never wait for each other.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,7 @@ class MqttBridge:
         self.status_topic = f"{self.prefix}/bridge/{cfg.name}/status"
         self._lock = threading.Lock()  # the buffer; never held while calling paho
         self._infos: dict[int, Any] = {}  # seq -> paho's MQTTMessageInfo of a handed-over item (pump thread only)
+        self._acked: deque[int] = deque()  # mids from on_publish, for the pump
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._alarmed = 0  # dropped_total in the last alarm published
@@ -209,9 +212,10 @@ class MqttBridge:
         if was:
             log.warning("MQTT bridge %s: lost the broker (%s); buffering", self.cfg.name, reason)
 
-    def _on_publish(self, _client: Any, _userdata: Any, _mid: int, _reason: Any, _props: Any) -> None:
-        # The pump reads which messages are acknowledged from their MQTTMessageInfo: no mid bookkeeping here,
-        # so no race between publish() returning a mid and its PUBACK.
+    def _on_publish(self, _client: Any, _userdata: Any, mid: int, _reason: Any, _props: Any) -> None:
+        # paho calls this before it marks the message's MQTTMessageInfo published: hand the pump the mid
+        # itself, or a pump that wakes at once would find nothing acknowledged and sleep on.
+        self._acked.append(mid)
         self._wake.set()
 
     # -- the pump thread -----------------------------------------------------------------------------------
@@ -221,7 +225,10 @@ class MqttBridge:
             self._wake.wait(0.5)
             self._wake.clear()
             now = self.clock()
-            done = [seq for seq, info in self._infos.items() if info.is_published()]
+            acked = set()
+            while self._acked:
+                acked.add(self._acked.popleft())
+            done = [seq for seq, info in self._infos.items() if info.mid in acked or info.is_published()]
             for seq in done:
                 del self._infos[seq]
             with self._lock:
