@@ -13,6 +13,7 @@ BAD = {
     "train": (["--product", "p", "--data", "{none}", "--home", "{tmp}"], "does not exist"),
     "evaluate": (["--product", "ghost", "--data", "{tmp}", "--home", "{tmp}"], "no trained model"),
     "export": (["--product", "ghost", "--home", "{tmp}"], "no trained model"),
+    "bridge": (["--config", "{none}"], "cannot read config file"),
     "build": (["--product", "ghost", "--home", "{tmp}"], ""),
     "bench": (["--product", "ghost", "--home", "{tmp}"], "no trained model"),
     "calibrate": (["--product", "ghost", "--home", "{tmp}", "--target-frr", "2"], "must be in (0, 1)"),
