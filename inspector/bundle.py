@@ -16,14 +16,13 @@ held-out images). It is loaded with ``torch.load(..., weights_only=True)``.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from inspector.config import load_dataclass
+from inspector.config import NAME_RE, NAME_RULE, load_dataclass
 from inspector.errors import CheckpointError
 from inspector.model.adtr import ADTR, PixelPatches
 from inspector.model.backbone import build_backbone_skeleton
@@ -32,7 +31,7 @@ from inspector.model.weights import sha256_file
 from inspector.preset import Preset
 
 FORMAT = "inspector-adtr/1"
-PRODUCT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+PRODUCT_RE = NAME_RE  # used with fullmatch: a trailing newline is not a name
 
 
 def home_dir(home: str | Path | None) -> Path:
@@ -42,10 +41,8 @@ def home_dir(home: str | Path | None) -> Path:
 
 def check_product(name: str) -> str:
     """A product name is a file-name-safe identifier."""
-    if not PRODUCT_RE.match(name or ""):
-        raise CheckpointError(
-            f"invalid product name {name!r}: use letters, digits, '_', '-', '.' (max 64, not starting with a symbol)"
-        )
+    if not PRODUCT_RE.fullmatch(name or ""):
+        raise CheckpointError(f"invalid product name {name!r}: use {NAME_RULE}")
     return name
 
 
