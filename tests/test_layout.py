@@ -36,7 +36,6 @@ KNOWN_LONG = {
     ("export/run.py", "export"),
     ("export/tensorrt_build.py", "build_engine"),
     ("train/run.py", "train"),
-    ("stream/capture.py", "run"),
     ("tools/demo.py", "run_demo"),
 }
 SHARED = {"errors", "config", "result", "files", "device", "preset", "bundle", "manifest"}

@@ -188,14 +188,14 @@ def main(argv: list[str]) -> int:
     import logging
 
     from inspector.stream.config import load_daemon_config
-    from inspector.stream.daemon import Daemon, setup_logging
+    from inspector.stream.daemon import Daemon, seen_log_path, setup_logging
     from inspector.stream.sources import open_source
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     cfg = load_daemon_config(argv[0])
     setup_logging(cfg.log)
     gate = Path(argv[2])
-    source = GatedSource(open_source(cfg.source), gate.exists)
+    source = GatedSource(open_source(cfg.source, seen_log_path(cfg)), gate.exists)
     return Daemon(cfg, loader=FakeLoader(delay_s=float(argv[1])), source=source).run()
 
 
