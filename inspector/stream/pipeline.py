@@ -133,6 +133,8 @@ class Pipeline:
         threads = dict(zip(("output", "inference", "capture"), self._threads, strict=False))
         ticks = {"output": lambda: self.output.tick, "inference": lambda: self.inference_tick}
         for name, (t, tick) in {**{k: (v, ticks.get(k)) for k, v in threads.items()}, **self._watched}.items():
+            if t.ident is None:
+                continue  # not started yet (the control worker starts with the control thread)
             if not t.is_alive():
                 if not (name == "capture" and self.capture.ended.is_set() and not self.capture.failed):
                     out.append(f"{name} thread is dead")

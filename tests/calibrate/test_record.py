@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 import yaml
 
+from inspector.calibrate import record as cr
 from inspector.calibrate.record import (
     CalibrationRecord,
     Rate,
     ScoreStats,
     calibration_path,
-    content_hash,
     load_calibration,
     report_path,
     save_calibration,
-    signed,
 )
 from inspector.errors import CalibrationError
 
@@ -47,7 +46,7 @@ def test_round_trip_is_human_readable(tmp_path):
     assert save_calibration(rec, path) is None
     text = path.read_text()
     assert text.startswith("# inspector calibration record") and "image_threshold: 2.5" in text
-    assert load_calibration(tmp_path, "cable", manifest(SHA)) == signed(rec)  # as written, sealed by its hash
+    assert load_calibration(tmp_path, "cable", manifest(SHA)) == cr.signed(rec)  # as written, sealed by its hash
 
 
 def test_previous_record_is_kept_under_a_dated_name(tmp_path):
@@ -106,8 +105,8 @@ def test_the_content_hash_seals_the_record(tmp_path):
     path = calibration_path(tmp_path, "cable")
     save_calibration(make_record(), path)
     rec = load_calibration(tmp_path, "cable")
-    assert rec.signed and rec.content_sha256 == content_hash(rec) and len(rec.content_sha256) == 64
-    assert content_hash(make_record(image_threshold=2.6)) != content_hash(make_record())
+    assert rec.signed and rec.content_sha256 == cr.content_hash(rec) and len(rec.content_sha256) == 64
+    assert cr.content_hash(make_record(image_threshold=2.6)) != cr.content_hash(make_record())
     text = path.read_text()
     for edit in (("image_threshold: 2.5", "image_threshold: 1.0e+30"), ("image_threshold: 2.5", "image_threshold: -5"),
                  ("min_region_area: 12", "min_region_area: 1")):

@@ -9,15 +9,8 @@ import pytest
 
 from inspector.cli import main
 from inspector.errors import ConfigError
-from inspector.stream.config import (
-    DROP_POLICIES,
-    LIVE_KINDS,
-    SOURCE_KINDS,
-    drop_policy_for,
-    exposure,
-    is_loopback,
-    load_daemon_config,
-)
+from inspector.stream import config as sc
+from inspector.stream.config import load_daemon_config
 from inspector.stream.frames import POLICIES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,21 +104,21 @@ def test_run_check_shows_the_drop_policy_and_exposure(tmp_path, capsys):
 
 
 def test_drop_policies_are_defined_once_and_auto_follows_the_source_kind():
-    assert ("auto", *POLICIES) == DROP_POLICIES
-    for kind in SOURCE_KINDS:
-        expected = "drop_oldest" if kind in LIVE_KINDS else "block"
-        assert drop_policy_for("auto", kind) == expected
-        assert drop_policy_for("drop_newest", kind) == "drop_newest"  # an explicit choice wins
-    assert {"file", "images"} & set(LIVE_KINDS) == set() and "device" in LIVE_KINDS
+    assert ("auto", *POLICIES) == sc.DROP_POLICIES
+    for kind in sc.SOURCE_KINDS:
+        expected = "drop_oldest" if kind in sc.LIVE_KINDS else "block"
+        assert sc.drop_policy_for("auto", kind) == expected
+        assert sc.drop_policy_for("drop_newest", kind) == "drop_newest"  # an explicit choice wins
+    assert {"file", "images"} & set(sc.LIVE_KINDS) == set() and "device" in sc.LIVE_KINDS
 
 
 def test_every_socket_and_the_metrics_port_bind_loopback_by_default(tmp_path):
     cfg = load_daemon_config(_write(tmp_path, "product: cable\nmetrics: {port: 9100}\n"))
-    assert all(is_loopback(ep) for ep in (*cfg.zmq.publish, cfg.zmq.control, cfg.metrics.host))
-    assert exposure(cfg) == []
+    assert all(sc.is_loopback(ep) for ep in (*cfg.zmq.publish, cfg.zmq.control, cfg.metrics.host))
+    assert sc.exposure(cfg) == []
     wide = load_daemon_config(_write(tmp_path, "product: cable\nzmq: {publish: ['tcp://*:5555'], control: "
                                      "'tcp://0.0.0.0:5556'}\nmetrics: {port: 9100, host: 0.0.0.0}\n"))
-    assert exposure(wide) == ["zmq.publish tcp://*:5555", "zmq.control tcp://0.0.0.0:5556", "metrics 0.0.0.0:9100"]
+    assert sc.exposure(wide) == ["zmq.publish tcp://*:5555", "zmq.control tcp://0.0.0.0:5556", "metrics 0.0.0.0:9100"]
     for ep, local in (("ipc:///run/x", True), ("tcp://[::1]:5", True), ("tcp://lo:5", True),
                       ("tcp://192.168.1.5:5", False), ("tcp://eth0;127.0.0.1:5", True)):
-        assert is_loopback(ep) is local, ep
+        assert sc.is_loopback(ep) is local, ep

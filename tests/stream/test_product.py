@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from inspector.calibrate import run as calibrate_run
 from inspector.calibrate.record import calibration_path, load_calibration, save_calibration
-from inspector.calibrate.run import set_threshold
 from inspector.stream.product import BundleLoader, Product
 from inspector.tools.demo import write_synthetic_video
 from tests.calibrate.test_record import SHA, make_record
@@ -105,7 +105,7 @@ def test_a_hand_edited_or_unreadable_calibration_is_refused_and_the_old_one_stay
         assert all(r.threshold == 0.25 and r.calibration_id == original.id for r in got.results)
         # The deliberate change: a new record with a new id; the old one kept, dated.
         path.write_text(text)
-        rec, _, archived = set_threshold("cable", 0.3, home=tmp_path)
+        rec, _, archived = calibrate_run.set_threshold("cable", 0.3, home=tmp_path)
         assert rec.id != original.id and rec.signed and rec.policy == "manual" and archived.is_file()
         assert load_calibration(tmp_path, "cable").image_threshold == 0.3
         r = line.ctl.request("reload_calibration")
