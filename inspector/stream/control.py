@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -40,6 +41,9 @@ from inspector.stream.config import ZmqConfig
 log = logging.getLogger(__name__)
 
 REMEMBERED_REPLIES = 256
+# The control thread runs this much nicer than the daemon (Linux threads have their own nice value): under a
+# flood of requests the CPU goes to inspection first.
+CONTROL_NICE = 5
 # A ROUTER message is [identity, (empty delimiter,) request]; more frames than this is not a request.
 MAX_FRAMES = 4
 
@@ -142,6 +146,14 @@ def classify(payload: bytes) -> tuple[str | None, bytes | None]:
     return cmd, (payload if req_id is not None and cmd != "status" else None)
 
 
+def _lower_priority() -> None:
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + CONTROL_NICE))
+    except (OSError, AttributeError) as e:  # not Linux, or not allowed: the control thread simply keeps its priority
+        log.debug("control thread priority unchanged: %s", e)
+
+
 class ReplyCache:
     """Replies by request bytes, each for ``window_s`` seconds after it was made (clock passed in), at most
     ``size`` of them. What it hands back is marked ``"replayed": true``."""
@@ -213,6 +225,7 @@ class ControlServer:
         self._stop.set()
 
     def run(self) -> None:
+        _lower_priority()
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         self.worker.start()

@@ -215,6 +215,10 @@ def run_soak(opts: SoakOptions, say=print) -> dict[str, Any]:
         sub.close()
     out = report(opts, cfg, obs, rc, started, load_start, os.getloadavg())
     (opts.out / "soak.json").write_text(json.dumps(out, indent=2) + "\n")
+    raw = {"results": obs.results, "events": obs.events, "probes": obs.probes, "samples": obs.samples,
+           "injections": [dataclasses.asdict(i) for i in obs.injections],
+           "eos": dataclasses.asdict(obs.eos) if obs.eos else None}
+    (opts.out / "observed.json").write_text(json.dumps(raw))  # every figure above can be recomputed from this
     for line in out["lines"]:
         say(line)
     return out

@@ -5,8 +5,9 @@ Each injector is given the daemon's process id, its endpoints and config, and ru
 - ``camera``: the source goes away and comes back (a file or image folder is moved away for a while);
   a memory source or a real camera cannot be pulled from here, and says so;
 - ``subscriber``: a subscriber that connects, never reads (receive high-water mark 1), and leaves;
-- ``garbage``: a burst of malformed, deeply nested and oversized requests on the control socket; every one
-  that reaches the daemon must be answered (an oversized one is dropped by the socket unread);
+- ``garbage``: a burst of malformed, deeply nested and oversized requests on the control socket (up to
+  ``GARBAGE_RATE`` a second, an 8 MB one every half second); every one that reaches the daemon must be
+  answered (an oversized one is dropped by the socket unread);
 - ``sighup``: SIGHUP, which reloads the calibration;
 - ``disk``: the audit disk fails: a small filesystem is filled to the brim, or (no such filesystem) the audit
   directory is swapped for a file, a simulated write failure; then it is given back.
@@ -28,9 +29,9 @@ import zmq
 from inspector.protocol import sockets
 
 FAULTS = ("camera", "subscriber", "garbage", "sighup", "disk")
-# How long each fault lasts (s). The camera stays away longer than a short looped video takes, so the
-# source is reopened while it is gone.
-DURATIONS = {"camera": 12.0, "subscriber": 20.0, "garbage": 10.0, "sighup": 0.0, "disk": 20.0}
+# How long each fault lasts (s). The camera stays away longer than two loops of a short video (120 frames at
+# 10 frames/s), so the source is reopened while it is gone.
+DURATIONS = {"camera": 25.0, "subscriber": 20.0, "garbage": 10.0, "sighup": 0.0, "disk": 20.0}
 # What a hostile or broken client sends: each got the old control thread killed or slowed (issue 13).
 GARBAGE = (
     b'{"id":1,"cmd":["status"]}', b'{"cmd":{}}', b"[" * 60000, b'{"id":' + b"[" * 5000 + b"]" * 5000 + b"}",
@@ -38,6 +39,9 @@ GARBAGE = (
     b"9" * 6000, b"",
 )
 OVERSIZED = b'{"id":4,"cmd":"status","pad":"' + b"x" * (8 << 20) + b'"}'
+# Garbage requests per second in a burst: a client stuck in a tight retry loop, from another machine. The
+# soak's own client shares this machine's cores with the daemon, so it is paced rather than flat out.
+GARBAGE_RATE = 500.0
 
 
 @dataclass
@@ -114,6 +118,7 @@ def garbage(t: Target, stop: Callable[[], bool]) -> Injection:
                 next_big = time.monotonic() + 0.5
             dealer.send(GARBAGE[sent % len(GARBAGE)])
             sent += 1
+            time.sleep(1 / GARBAGE_RATE)
             if dealer.poll(2000):
                 r = json.loads(dealer.recv())
                 answered += int(r.get("ok") is False)

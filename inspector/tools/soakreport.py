@@ -8,7 +8,8 @@ Promises checked (each a PASS/FAIL line):
 - the control socket answered throughout: every ``status`` probe and every garbage request that reached it;
 - memory: RSS grew less than ``RSS_GROWTH_MAX`` from the end of the warm-up to the end;
 - open files and threads flat: no more at the end than after the warm-up;
-- inspection p99 during a control-garbage burst within ``GARBAGE_P99_MAX`` x the quiet phase's;
+- inspection p99 during a control-garbage burst within ``GARBAGE_P99_MAX`` x that of the quiet ``BESIDE_S``
+  seconds before each burst (the same background load; the whole run's quiet p99 is reported too);
 - every requested fault injected at least ``min_each`` (5) times with its expected effect;
 - SIGTERM at the end: end of stream, exit status 0.
 """
@@ -31,6 +32,7 @@ SETTLE_S = 10.0  # after a fault ends, its effects (backlog, reconnect) still co
 EFFECTS = {"camera": ("camera_lost", "camera_restored"), "sighup": ("calibration_reloaded",),
            "disk": ("audit_error", "audit_recovered")}
 EFFECT_WINDOW_S = 30.0
+BESIDE_S = 30.0  # the quiet seconds before a fault that are its baseline
 
 
 def _pct(values: list[float]) -> dict[str, Any]:
@@ -52,6 +54,19 @@ def phases(obs, started: float, grace_s: float = 30.0) -> dict[str, dict[str, An
         elif kind is not None:
             out.setdefault(kind, []).append(ms)
     return {k: _pct(v) for k, v in out.items()}
+
+
+def beside(obs, kind: str, before_s: float = BESIDE_S) -> dict[str, Any]:
+    """Latency (ms) of the quiet results in the ``before_s`` seconds before each ``kind`` fault: the baseline a
+    fault is compared with, under the same background load (on a shared machine the load drifts by the
+    minute, and the run's overall quiet p99 mostly measures the neighbours)."""
+    windows = [(i.start, i.end + SETTLE_S) for i in obs.injections if i.injected]
+    starts = [i.start for i in obs.injections if i.injected and i.kind == kind]
+    out = []
+    for _fid, ts, ms, _d in obs.results:
+        if any(a - before_s <= ts < a for a in starts) and not any(a <= ts <= b for a, b in windows):
+            out.append(ms)
+    return _pct(out)
 
 
 def _effects(obs) -> dict[str, dict[str, int]]:
@@ -117,7 +132,7 @@ def _decisions(obs, audit_ids: list) -> dict[str, Any]:
 def _verdicts(opts, dec, proc, lat, eff, ctl, rc, eos) -> list[tuple[str, bool, str]]:
     lost, dup = dec["lost"], dec["duplicated"]
     rss = proc.get("rss_mb", {})
-    q, g = lat.get("quiet", {}).get("p99"), lat.get("garbage", {}).get("p99")
+    q, g = lat.get("before_garbage", {}).get("p99"), lat.get("garbage", {}).get("p99")
     out = [
         ("no lost decisions", bool(lost["identity_holds"]) and lost["subscriber"] == 0 and lost["audit"] == 0
          and eos is not None and eos.audit_lost == 0, f"{lost}, audit_lost {eos.audit_lost if eos else None}"),
@@ -133,8 +148,9 @@ def _verdicts(opts, dec, proc, lat, eff, ctl, rc, eos) -> list[tuple[str, bool, 
          f"files {proc.get('open_files')}, threads {proc.get('threads')}"),
     ]
     if "garbage" in opts.faults:
-        out.append((f"p99 during control garbage <= {GARBAGE_P99_MAX:g}x quiet",
-                    q is not None and g is not None and g <= GARBAGE_P99_MAX * q, f"garbage {g} ms, quiet {q} ms"))
+        out.append((f"p99 during control garbage <= {GARBAGE_P99_MAX:g}x the quiet {BESIDE_S:g} s before each burst",
+                    q is not None and g is not None and g <= GARBAGE_P99_MAX * q,
+                    f"garbage {g} ms, quiet before {q} ms (whole run's quiet {lat.get('quiet', {}).get('p99')} ms)"))
     short = [k for k in opts.faults if eff.get(k, {}).get("effect_seen", 0) < opts.min_each]
     out.append((f"every fault class injected >= {opts.min_each} times with its effect", not short,
                 "; ".join(f"{k}: {v}" for k, v in eff.items()) + (f"; short: {short}" if short else "")))
@@ -149,6 +165,8 @@ def report(opts, cfg, obs, rc: int, started: float, load_start, load_end) -> dic
     dec = _decisions(obs, audit_ids)
     proc = _process(obs, started, opts.warmup_s)
     lat = phases(obs, started, min(30.0, opts.warmup_s))
+    if "garbage" in opts.faults:
+        lat["before_garbage"] = beside(obs, "garbage")
     eff = _effects(obs)
     garbage = [i for i in obs.injections if i.kind == "garbage"]
     ctl = {"probes": len(obs.probes), "probes_unanswered": sum(not ok for _, ok, _ in obs.probes),

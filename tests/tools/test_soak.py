@@ -95,5 +95,5 @@ def test_a_short_soak_of_the_daemon_process_keeps_every_promise(tmp_path, monkey
         assert verdict[promise]["ok"], (promise, verdict[promise]["detail"], r["events"])
     assert r["results_published"] > 100 and r["decisions"]["audit_records"] == r["results_published"]
     assert r["control"]["garbage_sent"] > 0 and r["control"]["garbage_unanswered"] == 0
-    assert {"quiet", "garbage", "disk"} <= set(r["latency_ms"])
+    assert {"quiet", "garbage", "disk", "before_garbage"} <= set(r["latency_ms"])
     assert (tmp_path / "out" / "soak.json").is_file() and lines[-1].startswith("soak: ")
