@@ -38,6 +38,22 @@ from inspector.stream.config import DaemonConfig
 from inspector.stream.daemon import Daemon
 
 
+def resume_and_collect(d: Daemon, sub: Subscriber) -> list[Result]:
+    """Once the subscription is live (a heartbeat came), resume the paused daemon; every result until end of stream."""
+    while not isinstance((m := sub.recv(1000)) and m[0], Heartbeat):
+        pass
+    ControlClient(d.endpoints["control"]).request("resume")
+    results: list[Result] = []
+    while True:
+        m = sub.recv(60000)
+        if m is None:
+            raise RuntimeError("no message for 60 s")
+        if isinstance(m[0], Result):
+            results.append(m[0])
+        elif isinstance(m[0], EndOfStream):
+            return results
+
+
 def run_daemon(args: argparse.Namespace, frame_hw: tuple[int, int], tmp: Path, rate_fps: float = 0.0,
                frames: int | None = None) -> dict:
     cfg = load_dataclass(DaemonConfig, {
@@ -56,18 +72,7 @@ def run_daemon(args: argparse.Namespace, frame_hw: tuple[int, int], tmp: Path, r
     if not d.wait_ready(300):
         raise RuntimeError("daemon did not start")
     sub = Subscriber(d.endpoints["publish"][0], line="bench")
-    while not isinstance((m := sub.recv(1000)) and m[0], Heartbeat):
-        pass
-    ControlClient(d.endpoints["control"]).request("resume")
-    results: list[Result] = []
-    while True:
-        m = sub.recv(60000)
-        if m is None:
-            raise RuntimeError("no message for 60 s")
-        if isinstance(m[0], Result):
-            results.append(m[0])
-        elif isinstance(m[0], EndOfStream):
-            break
+    results = resume_and_collect(d, sub)
     t.join(60)
     sub.close()
     lat = np.array([r.latency_ms for r in results])
@@ -124,18 +129,7 @@ def run_noop(frames: int, tmp: Path, stuck: bool) -> dict:
         raise RuntimeError("daemon did not start")
     sub = Subscriber(d.endpoints["publish"][0], line="noop")
     never = Subscriber(d.endpoints["publish"][0], line="noop", rcvhwm=1) if stuck else None
-    while not isinstance((m := sub.recv(1000)) and m[0], Heartbeat):
-        pass
-    ControlClient(d.endpoints["control"]).request("resume")
-    results = []
-    while True:
-        m = sub.recv(60000)
-        if m is None:
-            raise RuntimeError("no message for 60 s")
-        if isinstance(m[0], Result):
-            results.append(m[0])
-        elif isinstance(m[0], EndOfStream):
-            break
+    results = resume_and_collect(d, sub)
     t.join(60)
     sub.close()
     if never is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from inspector.stream.sources import Read
+from inspector.stream.sources import Read, Source
 
 from .fakes import make_frame, write_video
 from .harness import Line, config, wait_for
@@ -45,7 +45,7 @@ def test_camera_dies_mid_stream_reconnects_with_events(tmp_path):
     assert got.eos is not None and got.eos.results == got.eos.frames - got.eos.dropped
 
 
-class _StallingCamera:
+class _StallingCamera(Source):
     """A live source whose read() hangs for a while after frame 10, as a stalled camera does."""
 
     live = True
@@ -60,15 +60,6 @@ class _StallingCamera:
         self.n += 1
         time.sleep(1.0 if self.n == 10 else 0.01)
         return Read("frame", make_frame(self.n))
-
-    def close(self) -> None:
-        pass
-
-    def rewind(self) -> None:
-        pass
-
-    def describe(self) -> str:
-        return "stalling-camera"
 
 
 def test_a_stalled_camera_is_reported_lost_then_restored(tmp_path):
@@ -116,31 +107,16 @@ def test_trigger_mode_inspects_only_triggered_frames(tmp_path):
     assert got.eos.trigger_errors == 2 and got.eos.results == got.eos.frames - got.eos.dropped + 2
 
 
-class _BuggySource:
+class _BuggySource(_StallingCamera):
     """A source with a bug: read() raises something that is not a SourceError after 5 frames."""
 
     live = False
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def open(self) -> None:
-        pass
 
     def read(self):
         self.n += 1
         if self.n > 5:
             raise KeyError("a bug in the source")
         return Read("frame", make_frame(self.n))
-
-    def close(self) -> None:
-        pass
-
-    def rewind(self) -> None:
-        pass
-
-    def describe(self) -> str:
-        return "buggy"
 
 
 def test_a_failed_capture_thread_stops_the_daemon_with_exit_1(tmp_path):
