@@ -176,8 +176,9 @@ def _schedule(opts: SoakOptions, target: Target, obs: Observed, t0: float, done:
         log.info("soak: injecting %s (%d)", kind, k + 1)
         try:
             obs.injections.append(INJECTORS[kind](target, done.is_set))
-        except OSError as e:
-            obs.injections.append(Injection(kind, time.time(), time.time(), False, f"could not inject: {e}"))
+        except Exception as e:  # noqa: BLE001 - a fault that could not be injected is reported, the soak goes on
+            log.exception("soak: could not inject %s", kind)
+            obs.injections.append(Injection(kind, time.time(), time.time(), False, f"could not inject: {e!r}"))
         k += 1
 
 

@@ -15,7 +15,6 @@ Each injector is given the daemon's process id, its endpoints and config, and ru
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -165,13 +164,19 @@ INJECTORS: dict[str, Callable[[Target, Callable[[], bool]], Injection]] = {
 
 
 def _fill(path: Path) -> None:
+    """Write zeros into ``path`` until its filesystem is full (unbuffered: the last, short write fails at once
+    instead of at close)."""
     st = os.statvfs(path.parent)
     left = st.f_bavail * st.f_frsize
-    with open(path, "wb") as f, contextlib.suppress(OSError):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
         while left > 0:
-            n = f.write(b"\0" * min(left, 1 << 20))
+            n = os.write(fd, b"\0" * min(left, 1 << 20))
             left -= n
-        f.flush()
+    except OSError:
+        pass  # full: what was asked
+    finally:
+        os.close(fd)
 
 
 def _wait(seconds: float, stop: Callable[[], bool]) -> None:
