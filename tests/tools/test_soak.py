@@ -3,6 +3,7 @@ short real soak of the daemon process (fake product) with every fault class inje
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from inspector.tools.soak import Observed, SoakOptions, loopback, prepare, run_s
 from inspector.tools.soakfaults import FAULTS, Injection
 from inspector.tools.soakreport import report
 from tests.stream.fakes import make_frame
+from tests.stream.smallfs import tmpfs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,7 +34,7 @@ def _ports() -> tuple[int, int]:
     return out[0], out[1]
 
 
-def _config(tmp_path: Path, **source) -> Path:
+def _config(tmp_path: Path, audit_dir: Path | None = None, **source) -> Path:
     folder = tmp_path / "parts"
     folder.mkdir(exist_ok=True)
     for i in range(12):
@@ -42,7 +44,8 @@ def _config(tmp_path: Path, **source) -> Path:
            "source": {"kind": "images", "uri": str(folder), "at_end": "loop", "rate_fps": 40,
                       "reconnect_initial_s": 0.05, "reconnect_max_s": 0.2, **source},
            "zmq": {"publish": [f"tcp://127.0.0.1:{pub}"], "control": f"tcp://127.0.0.1:{ctl}", "heartbeat_ms": 200},
-           "audit": {"dir": str(tmp_path / "audit"), "fsync": "interval"}, "log": {"format": "json"}}
+           "audit": {"dir": str(audit_dir or tmp_path / "audit"), "fsync": "interval", "image_reserve_mb": 0.5},
+           "log": {"format": "json"}}
     path = tmp_path / "line.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -80,15 +83,19 @@ def test_prepare_refuses_what_a_soak_cannot_measure(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_short_soak_of_the_daemon_process_keeps_every_promise(tmp_path, monkeypatch):
-    """Half a minute, every fault class once, the real daemon process with the fake product."""
+@pytest.mark.parametrize("small_fs", [False, True], ids=["simulated-disk", "full-tmpfs"])
+def test_a_short_soak_of_the_daemon_process_keeps_every_promise(tmp_path, monkeypatch, small_fs):
+    """Half a minute, every fault class once, the real daemon process with the fake product; the disk fault
+    either swaps the audit directory for a file or (root) fills a real 16 MB tmpfs."""
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.chdir(REPO)
-    opts = SoakOptions(_config(tmp_path), 0.5, FAULTS, tmp_path / "out", every_s=3.5, warmup_s=3.0, min_each=1,
-                       daemon=(sys.executable, "-m", "tests.stream.fakes"),
-                       seconds=(("camera", 1.5), ("subscriber", 1.0), ("garbage", 1.5), ("disk", 1.5)))
-    lines: list[str] = []
-    r = run_soak(opts, say=lines.append)
+    with contextlib.ExitStack() as stack:
+        audit = stack.enter_context(tmpfs(tmp_path / "disk", "16m")) / "audit" if small_fs else None
+        opts = SoakOptions(_config(tmp_path, audit), 0.5, FAULTS, tmp_path / "out", every_s=3.5, warmup_s=3.0,
+                           small_fs=small_fs, min_each=1, daemon=(sys.executable, "-m", "tests.stream.fakes"),
+                           seconds=(("camera", 1.5), ("subscriber", 1.0), ("garbage", 1.5), ("disk", 1.5)))
+        lines: list[str] = []
+        r = run_soak(opts, say=lines.append)
     verdict = {p["promise"]: p for p in r["promises"]}
     for promise in ("no lost decisions", "no duplicated decisions", "control answered throughout",
                     "SIGTERM: end of stream and exit 0", "every fault class injected >= 1 times with its effect"):
@@ -97,3 +104,5 @@ def test_a_short_soak_of_the_daemon_process_keeps_every_promise(tmp_path, monkey
     assert r["control"]["garbage_sent"] > 0 and r["control"]["garbage_unanswered"] == 0
     assert {"quiet", "garbage", "disk", "before_garbage"} <= set(r["latency_ms"])
     assert (tmp_path / "out" / "soak.json").is_file() and lines[-1].startswith("soak: ")
+    disk = next(i for i in r["injections"] if i["kind"] == "disk")
+    assert disk["injected"] and ("filled" in disk["note"]) == small_fs, disk
