@@ -60,7 +60,8 @@ class MaskInfo:
 
 @dataclass(frozen=True)
 class Result:
-    """The decision for one captured frame (or one trigger that got no frame). Exactly one per frame."""
+    """The decision for one inspected frame (or one trigger that got no frame): exactly one per inspected frame;
+    a frame the queue policy dropped has none (see EndOfStream)."""
 
     line: str
     product: str
