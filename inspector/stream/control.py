@@ -201,6 +201,9 @@ class ControlServer:
 
     def __init__(self, ctx: zmq.Context, cfg: ZmqConfig, handlers: dict[str, Handler],
                  event: EventFn | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        if set(handlers) != set(COMMANDS):
+            raise InspectorError(f"control handlers {sorted(handlers)} do not match the commands of "
+                                 f"inspector.protocol.commands {sorted(COMMANDS)}")
         self.handlers, self.event, self.clock = handlers, event, clock
         self.sock = sockets.router_socket(ctx, max_msg_bytes=cfg.max_request_bytes)
         if cfg.curve.enabled:

@@ -254,3 +254,12 @@ def test_the_ctl_verb_and_the_docs_list_every_command(name):
     assert f"| `{name}` |" in doc
     ctl = build_parser()._subparsers._group_actions[0].choices["ctl"]
     assert name in next(a for a in ctl._actions if a.dest == "cmd").choices
+
+
+def test_the_daemon_serves_exactly_the_commands_defined_once():
+    from inspector.config import load_dataclass
+    from inspector.stream.config import ZmqConfig
+
+    cfg = load_dataclass(ZmqConfig, {"control": "tcp://127.0.0.1:0"}, "test")
+    with pytest.raises(InspectorError, match="do not match the commands"):
+        control.ControlServer(zmq.Context.instance(), cfg, {"status": lambda: {}})
