@@ -127,3 +127,20 @@ def test_a_failed_capture_thread_stops_the_daemon_with_exit_1(tmp_path):
         assert line.rc == 1
     assert [e.kind for e in got.events].count("capture_error") == 1
     assert got.eos is not None and got.eos.reason == "error" and got.eos.frames == got.eos.results == 5
+
+
+def test_a_paced_source_does_not_burst_to_catch_up_after_a_pause(tmp_path):
+    """Found by the soak: after an outage (or a pause) a paced file read the frames it had missed back to back,
+    queueing them (160 ms median latency). Frames after a resume keep the pace."""
+    rate = 20.0
+    with Line(config(tmp_path, _memory(rate=rate))) as line:
+        got = line.go()
+        line.collect(got, 10, until=lambda g: len(g.results) >= 5)
+        assert line.ctl.request("pause")["ok"]
+        n = line.settled(got)["results"]
+        line.heartbeats(got, 8)  # 0.8 s paused: 16 frames' worth of schedule missed
+        assert line.ctl.request("resume")["ok"]
+        line.collect(got, 10, until=lambda g: len(g.results) >= n + 10)
+    after = [r.capture_ts for r in got.results[n : n + 10]]
+    gaps = [b - a for a, b in zip(after, after[1:], strict=False)]
+    assert min(gaps) >= 0.5 / rate, gaps  # paced (a sleep never ends early), not a catch-up burst
