@@ -39,6 +39,7 @@ from inspector.calibrate.record import (
     load_calibration,
     report_path,
     save_calibration,
+    signed,
 )
 from inspector.data.dataset import fingerprint, load_dataset
 from inspector.device import versions
@@ -197,6 +198,7 @@ def calibrate(product: str, home: str | Path | None = None, data: str | Path | N
         backend=_plain(described), versions=versions(), data=_data_info(ckpt.payload, data, scored),
     )
     path = calibration_path(home, product)
+    record = signed(record)  # what is written: sealed by its content hash
     archived = save_calibration(record, path)
     if archived:
         log.info("the previous calibration was kept as %s", archived)

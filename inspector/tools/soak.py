@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from inspector.config import to_dict
 from inspector.errors import ConfigError, InspectorError
 from inspector.protocol.messages import EndOfStream, Event, Heartbeat, Result
 from inspector.tools.soakfaults import DURATIONS, FAULTS, INJECTORS, Injection, Target
+from inspector.tools.soakreport import Observed, report
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +58,6 @@ class SoakOptions:
     daemon: tuple[str, ...] = tuple(DAEMON)
     min_each: int = 5  # each requested fault class at least this often (with its effect) for a PASS
     seconds: tuple[tuple[str, float], ...] = ()  # fault lengths other than soakfaults.DURATIONS
-
-
-@dataclass
-class Observed:
-    """What the soak saw, filled by its threads."""
-
-    results: list[tuple[int | None, float, float, str]] = field(default_factory=list)  # frame, publish, ms, decision
-    events: list[tuple[str, float]] = field(default_factory=list)
-    heartbeat: Heartbeat | None = None
-    eos: EndOfStream | None = None
-    probes: list[tuple[float, bool, float]] = field(default_factory=list)  # ts, answered, ms
-    samples: list[tuple[float, int, int, int]] = field(default_factory=list)  # ts, rss bytes, fds, threads
-    injections: list[Injection] = field(default_factory=list)
 
 
 def loopback(endpoint: str) -> str:
@@ -184,8 +172,6 @@ def _schedule(opts: SoakOptions, target: Target, obs: Observed, t0: float, done:
 
 def run_soak(opts: SoakOptions, say=print) -> dict[str, Any]:
     """Run the soak; returns the report (also written to ``out/soak.json``)."""
-    from inspector.tools.soakreport import report
-
     path, ends = prepare(opts)
     cfg, obs, done = ends["cfg"], Observed(), threading.Event()
     load_start = os.getloadavg()

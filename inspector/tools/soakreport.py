@@ -18,13 +18,30 @@ from __future__ import annotations
 
 import os
 import platform
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from inspector.protocol.messages import EndOfStream, Heartbeat
 from inspector.stream.audit import read_records
+from inspector.tools.soakfaults import Injection
+
+
+@dataclass
+class Observed:
+    """What the soak saw, filled by its threads."""
+
+    results: list[tuple[int | None, float, float, str]] = field(default_factory=list)  # frame, publish, ms, decision
+    events: list[tuple[str, float]] = field(default_factory=list)
+    heartbeat: Heartbeat | None = None
+    eos: EndOfStream | None = None
+    probes: list[tuple[float, bool, float]] = field(default_factory=list)  # ts, answered, ms
+    samples: list[tuple[float, int, int, int]] = field(default_factory=list)  # ts, rss bytes, fds, threads
+    injections: list[Injection] = field(default_factory=list)
+
 
 RSS_GROWTH_MAX = 0.02
 GARBAGE_P99_MAX = 1.2
@@ -230,10 +247,7 @@ def recompute(out_dir: Path, opts) -> dict[str, Any]:
     rules): for re-reading a run after the rules changed. The original soak.json is kept as soak.<n>.json."""
     import json
 
-    from inspector.protocol.messages import EndOfStream
     from inspector.stream.config import load_daemon_config
-    from inspector.tools.soak import Observed
-    from inspector.tools.soakfaults import Injection
 
     raw = json.loads((out_dir / "observed.json").read_text())
     obs = Observed([tuple(r) for r in raw["results"]], [tuple(e) for e in raw["events"]], None,

@@ -67,4 +67,4 @@ def test_binding_beyond_loopback_without_curve_is_warned_and_shown_in_status(tmp
         line.go()
         st = line.ctl.request("status")["result"]
     assert st["security"] == {"curve": False, "exposed": ["zmq.publish tcp://*:0"]}
-    assert any("reachable beyond this machine without authentication" in r.message for r in caplog.records)
+    assert any("reachable beyond this machine without authentication" in r.getMessage() for r in caplog.records)
