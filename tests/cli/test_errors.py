@@ -21,6 +21,7 @@ BAD = {
     "listen": (["--connect", "not-an-endpoint", "--count", "1"], "cannot connect to 'not-an-endpoint'"),
     "ctl": (["--connect", "not-an-endpoint", "status"], "cannot connect to 'not-an-endpoint'"),
     "keys": (["--out", "/proc/inspector-cannot-write-here"], "No such file or directory"),
+    "soak": (["--config", "{none}", "--minutes", "1"], "does not exist"),
     "ablate": (["--data", "{none}", "--out", "{tmp}/ablation"], "does not exist"),
     "visualize": (["--product", "ghost", "--data", "{tmp}", "--home", "{tmp}"], "no trained model"),
     "synth": (["--out", "{tmp}/s", "--size", "3"], "too small"),
