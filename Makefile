@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test test-fast lint bars clean-venv help
+.PHONY: demo test test-fast lint bars clean-venv help sysdeps-mqtt
 
 help:
 	@echo "make demo   - set up .venv and run the end-to-end demo (synthetic cable product)"
@@ -19,7 +19,7 @@ help:
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[train,onnx,metrics,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[train,onnx,metrics,bridge,dev]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,7 +27,17 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/inspector demo
 
-test: $(STAMP)
+# The MQTT bridge tests start a real Mosquitto broker. As root with apt-get (CI) it is installed when missing;
+# otherwise those tests skip and say why.
+sysdeps-mqtt:
+	@if [ ! -x /usr/sbin/mosquitto ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mosquitto \
+	    || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mosquitto); \
+	  else echo "mosquitto missing (not root with apt-get): the MQTT bridge tests will skip"; fi; \
+	fi
+
+test: $(STAMP) sysdeps-mqtt
 	$(BIN)/ruff check inspector tests
 	$(BIN)/python -m pytest -q -m "not bars" --durations=15
 

@@ -1,13 +1,15 @@
 """YAML configuration loaded into frozen dataclasses, strictly.
 
 Every dataclass field may carry ``metadata`` with ``choices`` (allowed values), ``min`` / ``max``
-(inclusive bounds) and ``doc``. ``load_dataclass`` refuses unknown keys, wrong types and values out of
-range with a :class:`ConfigError` naming the key, the file and what is allowed.
+(inclusive bounds) and ``doc``. ``load_dataclass`` refuses unknown keys, missing required keys, wrong types
+and values out of range with a :class:`ConfigError` naming the key, the file and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -19,6 +21,16 @@ from inspector.errors import ConfigError
 
 T = TypeVar("T")
 
+# A name that becomes part of a file name or a ZeroMQ topic (line, product): letters, digits, '_', '-', '.',
+# at most 64, not starting with a symbol. Use with fullmatch: '$' would accept a trailing newline.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME_RULE = "letters, digits, '_', '-', '.' (max 64, not starting with a symbol)"
+
+
+def is_name(value: str) -> bool:
+    """Is ``value`` a NAME_RE name, with nothing (not even a newline) after it?"""
+    return isinstance(value, str) and NAME_RE.fullmatch(value) is not None
+
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
@@ -29,6 +41,9 @@ def _type_name(tp: Any) -> str:
     if origin is tuple:
         args = typing.get_args(tp)
         return f"list of {_type_name(args[0])}" if args else "list"
+    if origin is dict:
+        args = typing.get_args(tp)
+        return f"mapping of {_type_name(args[1])}" if args else "mapping"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -60,6 +75,12 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
         args = typing.get_args(tp)
         item_tp = args[0] if args else Any
         return tuple(_convert(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise bad
+        args = typing.get_args(tp)
+        item_tp = args[1] if args else Any
+        return {k: _convert(v, item_tp, f"{key}.{k}", source) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise bad
@@ -75,6 +96,8 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad
+        if not math.isfinite(value):  # NaN passes every range check, infinity means "never"
+            raise ConfigError(f"{source}: key '{key}' must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -111,6 +134,10 @@ def load_dataclass(cls: type[T], data: dict[str, Any], source: str = "<config>",
         raise ConfigError(
             f"{source}: unknown key(s) {[prefix + k for k in unknown]}; allowed keys: {sorted(prefix + k for k in fields)}"
         )
+    missing = [prefix + k for k, f in fields.items() if k not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{source}: missing key(s) {missing}")
     kwargs = {}
     for name, value in data.items():
         key = prefix + name
@@ -147,12 +174,15 @@ def to_dict(obj: Any) -> dict[str, Any]:
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping; errors name the file."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_bytes().decode("utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start} is {e.object[e.start]:#04x}); "
+                          "a config is YAML text") from e
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, RecursionError) as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from e
     if data is None:
         return {}

@@ -7,6 +7,7 @@ its own aspect (64 x 128 -> a 4 x 8 token grid), never squashed into a square.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import onnx
@@ -47,7 +48,8 @@ def test_checkpoint_keeps_the_shape(strip_home):
     ckpt = load_checkpoint(model_path(strip_home, "strip"))
     cfg = ckpt.preset.model
     assert cfg.input_size == STRIP and cfg.grid_hw == (4, 8)
-    assert ckpt.payload["state_dict"]["reconstructor.pos_embed"].shape[1] == 32
+    assert ckpt.state_dict["reconstructor.pos_embed"].shape[1] == 32
+    assert torch.load(ckpt.path, weights_only=True)["preset"]["model"]["input_size"] == list(STRIP)
 
 
 def test_evaluate_at_the_masks_resolution(strip_home, strip_root):
@@ -58,8 +60,8 @@ def test_evaluate_at_the_masks_resolution(strip_home, strip_root):
 def test_export_records_height_and_width(strip_home):
     bundle = strip_home / "engines" / "strip"
     m = load_manifest(bundle)
-    assert m["model_size"] == list(STRIP) and m["mask_size"] == list(STRIP)
-    assert m["frame"] == {"height": 64, "width": 128}
+    assert m.model_size == STRIP and m.mask_shape == STRIP and m.frame_shape == STRIP
+    assert json.loads((bundle / "manifest.json").read_text())["model_size"] == list(STRIP)
     dims = [d.dim_value for d in onnx.load(str(bundle / "model.onnx")).graph.input[0].type.tensor_type.shape.dim]
     assert dims[1:] == [64, 128, 3]
 

@@ -15,6 +15,7 @@ record's 95% intervals. The thresholds themselves are fitted in :mod:`inspector.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -26,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from inspector.bundle import bundle_dir, load_checkpoint, model_path
+from inspector.bundle import Checkpoint, bundle_dir, load_checkpoint, model_path
+from inspector.calibrate import rule
 from inspector.calibrate import thresholds as th
 from inspector.calibrate.images import Scored, gather, refuse_overlap, score
 from inspector.calibrate.record import (
@@ -37,6 +39,7 @@ from inspector.calibrate.record import (
     load_calibration,
     report_path,
     save_calibration,
+    signed,
 )
 from inspector.data.dataset import fingerprint, load_dataset
 from inspector.device import versions
@@ -102,13 +105,13 @@ def fit_image(policy: Policy, good: np.ndarray, bad: np.ndarray) -> tuple[float,
     """(image threshold, expected FRR, expected escape rate or None) for ``policy``."""
     if policy.name == "conformal":
         q = th.conformal_quantile(good, policy.target_frr)
-        n_fail = int(th.fails(good, q.threshold).sum())
+        n_fail = int(rule.fails(good, q.threshold).sum())
         frr = rate(n_fail, q.n, f"conformal: a new good image fails with probability (n+1-k)/(n+1) = "
                    f"{q.n + 1 - q.rank}/{q.n + 1} <= {policy.target_frr:g} (k={q.rank}, n={q.n}); the interval is "
                    f"Clopper-Pearson on the {n_fail} of {q.n} calibration images that fail", q.expected_rate)
         esc = None
         if bad.size:
-            n_esc = int((~th.fails(bad, q.threshold)).sum())
+            n_esc = int((~rule.fails(bad, q.threshold)).sum())
             esc = rate(n_esc, bad.size, "count of defective images passing a threshold fitted on good images only")
         return q.threshold, frr, esc
 
@@ -157,24 +160,24 @@ def calibrate(product: str, home: str | Path | None = None, data: str | Path | N
     ``backend`` is a backend name for :func:`inspector.runtime.open_backend` or an open Backend (which
     the caller keeps ownership of).
     """
-    from inspector.manifest import load_manifest, model_sha
+    from inspector.manifest import load_manifest
 
     policy = policy or Policy()
     policy.validate()
     ckpt = load_checkpoint(model_path(home, product))
     manifest = load_manifest(bundle_dir(home, product))
-    if model_sha(manifest) != ckpt.sha256:
+    if manifest.model_sha != ckpt.sha256:
         raise CheckpointError(
-            f"the export manifest of '{product}' belongs to model {model_sha(manifest)[:12]}, but model.pt is "
+            f"the export manifest of '{product}' belongs to model {manifest.model_sha[:12]}, but model.pt is "
             f"{ckpt.sha256[:12]}; re-run `inspector export --product {product}` first"
         )
     if data is None:  # fail before scoring when the hold-out alone cannot do what was asked
         if policy.name != "conformal":
             raise CalibrationError(f"policy {policy.name} needs defective images: give them with --data DIR")
         th.require_samples(len(ckpt.fingerprints("holdout")), policy.target_frr, "held-out good images")
-    samples, fps = gather(ckpt.payload, ckpt.fingerprints("train"), ckpt.fingerprints("holdout"), data)
+    samples, fps = gather(ckpt, data)
     with _opened(backend, home, product, device, threads) as be:
-        scored = score(be, samples, fps, manifest.get("roi"))
+        scored = score(be, samples, fps, manifest.roi_box)
         described = be.describe()
     labels = scored.labels
     good, bad = scored.scores[labels == 0], scored.scores[labels == 1]
@@ -184,17 +187,18 @@ def calibrate(product: str, home: str | Path | None = None, data: str | Path | N
     image_thr, frr, esc = fit_image(policy, good, bad)
     pixel_thr, pixel_kind, area = fit_pixels(policy, scored)
     now = datetime.now(UTC).replace(microsecond=0)
-    onnx = {k: v.get("sha256") for k, v in (manifest.get("onnx") or {}).items() if isinstance(v, dict)}
+    onnx = {k: v.sha256 for k, v in manifest.onnx.items()}
     record = CalibrationRecord(
         id=f"{product}-{now.strftime('%Y%m%dT%H%M%SZ')}", product=product, created=now.isoformat(),
-        model_sha256=model_sha(manifest), onnx_sha256=onnx, policy=policy.name,
+        model_sha256=manifest.model_sha, onnx_sha256=onnx, policy=policy.name,
         parameters=_parameters(policy), image_threshold=float(image_thr), pixel_threshold=float(pixel_thr),
         pixel_policy=pixel_kind, min_region_area=int(area), mask_size=tuple(int(v) for v in scored.maps.shape[1:]),
         n_good=int(good.size), n_defective=int(bad.size), good_scores=ScoreStats.of(good),
         defective_scores=ScoreStats.of(bad) if bad.size else None, expected_frr=frr, expected_escape=esc,
-        backend=_plain(described), versions=versions(), data=_data_info(ckpt.payload, data, scored),
+        backend=_plain(described), versions=versions(), data=_data_info(ckpt, data, scored),
     )
     path = calibration_path(home, product)
+    record = signed(record)  # what is written: sealed by its content hash
     archived = save_calibration(record, path)
     if archived:
         log.info("the previous calibration was kept as %s", archived)
@@ -214,9 +218,9 @@ def _parameters(policy: Policy) -> dict[str, Any]:
     return out
 
 
-def _data_info(payload: dict[str, Any], data: str | Path | None, scored: Scored) -> dict[str, Any]:
+def _data_info(ckpt: Checkpoint, data: str | Path | None, scored: Scored) -> dict[str, Any]:
     return {
-        "holdout_root": payload["data"]["root"],
+        "holdout_root": ckpt.data.root,
         "extra": str(Path(data).resolve()) if data is not None else None,
         "resized": scored.resized,
         "images": [{"name": s.path.name, "label": int(s.label), "sha256": fp}
@@ -243,6 +247,46 @@ def _opened(backend: str | Backend, home: str | Path | None, product: str, devic
         yield opened
     finally:
         opened.close()
+
+
+# --- deliberate changes ---------------------------------------------------------------------------
+
+
+def set_threshold(product: str, threshold: float, home: str | Path | None = None) -> tuple[CalibrationRecord, Path,
+                                                                                          Path | None]:
+    """A new record for ``product`` with the image threshold set by hand: a new id, policy ``manual``, the old
+    record kept under its dated name. Returns (record, path, archived).
+
+    The expected rates are not re-estimated for a hand-set threshold (``expected_frr``/``expected_escape``
+    become None, "no promise"); ``inspector calibrate --check --data DIR`` measures them. The pixel threshold
+    and minimum region area are kept.
+    """
+    if not (np.isfinite(threshold) and threshold > 0):
+        raise ConfigError(f"--set-threshold must be a finite number > 0 (scores are >= 0), got {threshold}")
+    path = calibration_path(home, product)
+    old = load_calibration(home, product)
+    now = datetime.now(UTC).replace(microsecond=0)
+    new_id = f"{product}-{now.strftime('%Y%m%dT%H%M%SZ')}"
+    if new_id == old.id:
+        raise CalibrationError(f"calibration {old.id} was written this second; wait a second so the new one gets "
+                               "its own id")
+    record = dataclasses.replace(
+        old, id=new_id, created=now.isoformat(), policy="manual", image_threshold=float(threshold),
+        parameters={"set_by_hand": True, "previous_id": old.id, "previous_policy": old.policy,
+                    "previous_image_threshold": old.image_threshold},
+        expected_frr=None, expected_escape=None, versions=versions(), content_sha256="")
+    archived = save_calibration(record, path)
+    return load_calibration(home, product), path, archived
+
+
+def sign(product: str, home: str | Path | None = None) -> tuple[CalibrationRecord, Path]:
+    """Add the content hash to a record written before hashes existed (same id, same content)."""
+    path = calibration_path(home, product)
+    record = load_calibration(home, product)
+    if record.signed:
+        raise CalibrationError(f"{path} is already signed ({record.content_sha256[:12]}); nothing to do")
+    save_calibration(record, path, archive=False)
+    return load_calibration(home, product), path
 
 
 # --- check ---------------------------------------------------------------------------------------
@@ -272,7 +316,7 @@ def check(product: str, data: str | Path, home: str | Path | None = None, backen
         scored = score(be, samples, fps, keep_maps=False)
         described = be.describe()
     labels = scored.labels
-    fail = th.fails(scored.scores, record.image_threshold)
+    fail = rule.fails(scored.scores, record.image_threshold)
     n_good, n_bad = int((labels == 0).sum()), int((labels == 1).sum())
     out: dict[str, Any] = {
         "product": product, "calibration": record.id, "data": str(Path(data).resolve()),

@@ -16,7 +16,7 @@ from inspector.errors import InspectorError
 
 # Verbs listed first in the help, in this order; any other verb module found is listed after them.
 ORDER = ("demo", "train", "evaluate", "export", "build", "bench", "calibrate", "run", "listen", "ctl", "keys",
-         "ablate", "visualize", "synth")
+         "soak", "ablate", "visualize", "synth")
 
 
 def verb_modules() -> list[str]:
@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except InspectorError as e:
+        print(f"inspector {args.verb}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a path the user gave cannot be read or written: their error, not a crash
         print(f"inspector {args.verb}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -44,6 +44,11 @@ BACKBONE_CHOICES = (
 )
 
 
+# Metadata of the fields added after the first checkpoints: the checkpoint stores such a field only when it
+# is not at its default, so a model that does not use it is written as those checkpoints were (bundle.py).
+_ADDED = {"omit_default": True}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of one ADTR model. Sizes in pixels unless stated."""
@@ -54,14 +59,14 @@ class ModelConfig:
     multiscale: bool = True  # False: "last layer" ablation, only the last of feature_strides
     # How the finer stages (stride 2, 4, 8) come down to the stride-16 grid: "bilinear" samples a few
     # pixels of each 16x16 footprint (the first presets' way); "area" averages all of them.
-    stage_resize: StageResize = "bilinear"
+    stage_resize: StageResize = field(default="bilinear", metadata=_ADDED)
     # Model input in pixels: an int S (S x S, what every preset before non-square parts had), [H, W], or
-    # "auto", which training resolves from the training images (``auto_input_size``) and stores as [H, W].
+    # "auto", which training resolves from the training images (model/sizing.py) and stores as [H, W].
     input_size: int | tuple[int, ...] | Literal["auto"] = field(default=224, metadata={"min": 32, "max": 1024})
     # Tiling for parts much larger than the input (model/tiling.py): tiles of tile_size frame pixels (S or
     # [H, W]; null = none: the whole frame is one input), overlapping by at least tile_overlap px.
-    tile_size: int | tuple[int, ...] | None = field(default=None, metadata={"min": 16, "max": 16384})
-    tile_overlap: int = field(default=32, metadata={"min": 0, "max": 8192})
+    tile_size: int | tuple[int, ...] | None = field(default=None, metadata={"min": 16, "max": 16384, **_ADDED})
+    tile_overlap: int = field(default=32, metadata={"min": 0, "max": 8192, **_ADDED})
     hidden_dim: int = field(default=256, metadata={"min": 8, "max": 4096})
     enc_layers: int = field(default=4, metadata={"min": 1, "max": 32})
     dec_layers: int = field(default=4, metadata={"min": 1, "max": 32})
@@ -111,7 +116,7 @@ class ModelConfig:
         size = self.input_size
         if size == "auto":
             raise ConfigError("model.input_size is 'auto': it is resolved from the training images when training "
-                              "starts (inspector.model.adtr.auto_input_size); give [H, W] to build a model without them")
+                              "starts (inspector.model.sizing.auto_input_size); give [H, W] to build a model without them")
         if isinstance(size, tuple):
             return int(size[0]), int(size[1])
         return int(size), int(size)
@@ -152,6 +157,20 @@ class ADTROutput(NamedTuple):
 # --- token mixers -------------------------------------------------------------------------------
 
 
+def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+                         dropout_p: float = 0.0) -> torch.Tensor:
+    """Scaled dot-product attention of projected tokens ``q (B, N, d)``, ``k, v (B, M, d)`` over ``heads``
+    heads -> ``(B, N, d)``: the one head split and merge (the model's and the fused export operator's)."""
+    b, n, d = q.shape
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.view(b, t.shape[1], heads, d // heads).transpose(1, 2)
+
+    # Fused attention kernel (flash / memory-efficient on CUDA); exports to plain ONNX ops.
+    y = F.scaled_dot_product_attention(split(q), split(k), split(v), dropout_p=dropout_p)
+    return y.transpose(1, 2).reshape(b, n, d)
+
+
 class Attention(nn.Module):
     """Multi-head attention; the positional embedding is added to queries and keys, not values."""
 
@@ -169,21 +188,12 @@ class Attention(nn.Module):
         return self.out(self.attend(self.q(x + pos), self.k(kv + pos), self.v(kv)))
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Scaled dot-product attention of projected tokens, ``q (B, N, d)``, ``k, v (B, M, d)`` -> ``(B, N, d)``.
+        """Attention of the projected tokens (:func:`multi_head_attention`).
 
-        The head split and merge live here, so an export can swap this one method for a fused operator
-        (``inspector.export.ortgraph``) without touching the weights.
+        One method, so an export can swap it for a fused operator (``inspector.export.ortgraph``) without
+        touching the weights.
         """
-        b, n, d = q.shape
-        h = self.heads
-
-        def split(t: torch.Tensor) -> torch.Tensor:
-            return t.view(b, t.shape[1], h, d // h).transpose(1, 2)
-
-        # Fused attention kernel (flash / memory-efficient on CUDA); exports to plain ONNX ops.
-        y = F.scaled_dot_product_attention(split(q), split(k), split(v),
-                                           dropout_p=self.dropout if self.training else 0.0)
-        return y.transpose(1, 2).reshape(b, n, d)
+        return multi_head_attention(q, k, v, self.heads, self.dropout if self.training else 0.0)
 
 
 class MLPMixer(nn.Module):
@@ -222,7 +232,7 @@ def _mixer(kind: str, dim: int, heads: int, grid: tuple[int, int], dropout: floa
         return MLPMixer(dim, grid[0] * grid[1], dropout)
     if kind == "cnn":
         return ConvMixer(dim, grid, dropout)
-    raise ValueError(f"unknown mixer {kind!r}")
+    raise ConfigError(f"unknown mixer {kind!r}; allowed: attention, mlp, cnn")
 
 
 # --- transformer layers (post-norm, as DETR / UniAD) ---------------------------------------------

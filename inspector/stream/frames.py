@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inspector.errors import ConfigError
+
 POLICIES = ("block", "drop_oldest", "drop_newest")
 
 
@@ -28,6 +30,7 @@ class Frame:
 
     ``frame_id`` counts frames read from the source since start; ``capture_ts`` is Unix seconds and
     ``capture_mono`` the monotonic clock at the same instant (latency is measured on the latter).
+    ``source_file``: the file it was read from (image folders), else None.
     """
 
     frame_id: int | None
@@ -36,6 +39,7 @@ class Frame:
     image: np.ndarray | None
     error: str | None = None
     part_id: str | None = None
+    source_file: str | None = None
 
 
 class FrameQueue:
@@ -43,7 +47,7 @@ class FrameQueue:
 
     def __init__(self, size: int, policy: str) -> None:
         if policy not in POLICIES:
-            raise ValueError(f"drop policy must be one of {POLICIES}, got {policy!r}")
+            raise ConfigError(f"drop policy must be one of {POLICIES}, got {policy!r}")
         self.size, self.policy = size, policy
         self._q: deque[Frame] = deque()
         self._cv = threading.Condition()

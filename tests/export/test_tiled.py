@@ -3,6 +3,8 @@ the torch and onnxruntime backends agree with the torch graph."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -20,11 +22,10 @@ SHEET = (2048, 2048)
 def tiled_home(trained, tmp_path_factory):
     # The tiny 64 px model, told to cut frames into 512 px tiles overlapping by >= 32 px (5 x 5 per sheet).
     ckpt = load_checkpoint(model_path(trained["home"], "cable"))
-    preset = ckpt.payload["preset"]
-    payload = {**ckpt.payload, "preset": {**preset, "model": {**preset["model"], "tile_size": 512, "tile_overlap": 32}}}
-    payload.pop("format")
+    model = dataclasses.replace(ckpt.preset.model, tile_size=512, tile_overlap=32)
     home = tmp_path_factory.mktemp("tiled")
-    save_checkpoint(model_path(home, "sheet"), {**payload, "product": "sheet"})
+    save_checkpoint(model_path(home, "sheet"),
+                    dataclasses.replace(ckpt, product="sheet", preset=dataclasses.replace(ckpt.preset, model=model)))
     export("sheet", home, ExportOptions(frame=SHEET, max_batch=2, ort_graph=False))
     return home
 
@@ -39,9 +40,11 @@ def _sheet_frames(n: int) -> np.ndarray:
 
 def test_manifest_and_default_map_size(tiled_home):
     m = load_manifest(tiled_home / "engines" / "sheet")
-    assert m["frame"] == {"height": 2048, "width": 2048} and m["model_size"] == [64, 64]
-    assert m["mask_size"] == [256, 256]  # the whole sheet at the model's resolution: 2048 * 64 / 512
-    assert m["verification"]["fp32"]["max_map_diff_rel"] <= 1e-3
+    assert m.frame_shape == (2048, 2048) and m.model_size == (64, 64)
+    assert m.mask_shape == (256, 256)  # the whole sheet at the model's resolution: 2048 * 64 / 512
+    assert m.verification.checks["fp32"].max_map_diff_rel <= 1e-3
+    tiled = load_checkpoint(model_path(tiled_home, "sheet")).preset.model
+    assert (tiled.tile_size, tiled.tile_overlap) == (512, 32)  # the tiling round-trips through the checkpoint
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
