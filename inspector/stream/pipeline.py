@@ -295,4 +295,5 @@ class Pipeline:
                          self.capture.captured, self.output.results, self.queue.dropped, self.output.errors,
                          len(self.queue), self.queue.size, p.backend.name, p.name, getattr(p.calibration, "id", None),
                          self.capture.state, self.capture.paused, self.cfg.pipeline.mode,
-                         "off" if self.audit is None else ("failing" if self.audit.failing else "ok"))
+                         "off" if self.audit is None else ("failing" if self.audit.failing else "ok"),
+                         drift=self.output.drift.state, drift_stats=self.output.drift.stats())

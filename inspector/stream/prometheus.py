@@ -45,6 +45,12 @@ class Metrics:
         self.camera_outages = pc.Counter("inspector_camera_outages", "camera_lost events", registry=r)
         self.audit_errors = pc.Gauge("inspector_audit_errors", "audit write errors since start", registry=r)
         self.info = pc.Info("inspector", "line, product, backend, calibration", registry=r)
+        self.drift_raised = pc.Gauge("inspector_drift", "1 while drift is raised (docs/zeromq.md), else 0",
+                                     registry=r)
+        self.drift_reject_rate = pc.Gauge("inspector_drift_reject_rate", "reject rate over the drift window",
+                                          registry=r)
+        self.drift_score_shift = pc.Gauge("inspector_drift_score_shift", "median passing score minus the "
+                                          "calibration's good median, in calibration good-score std", registry=r)
         try:
             self.server = pc.start_http_server(port, addr=host, registry=r)
         except OSError as e:
@@ -66,6 +72,14 @@ class Metrics:
             self.dropped.set(dropped)
             self.camera.state(camera if camera in CAMERA_STATES else "lost")
             self.audit_errors.set(audit_errors)
+
+    def drift(self, state: str, stats: dict[str, Any]) -> None:
+        """The heartbeat's drift state and figures (NaN while a statistic is not judged yet)."""
+        if self.enabled:
+            self.drift_raised.set(1 if state == "raised" else 0)
+            for gauge, key in ((self.drift_reject_rate, "reject_rate"), (self.drift_score_shift, "score_shift")):
+                v = stats.get(key)
+                gauge.set(float("nan") if v is None else v)
 
     def camera_lost(self) -> None:
         if self.enabled:
