@@ -9,17 +9,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test test-fast lint bars clean-venv help
+.PHONY: demo test test-fast lint bars clean-venv help sysdeps-browser
 
 help:
-	@echo "make demo   - set up .venv and run the end-to-end demo (synthetic cable product)"
+	@echo "make demo   - set up .venv and run the end-to-end demo (synthetic cable product); then"
+	@echo "              'inspector demo --station' keeps the line and the operator station running"
 	@echo "make test   - set up .venv and run the test suite (real-data tests skip without ../shared)"
 	@echo "make lint   - ruff"
 	@echo "make bars   - the slow real-data quality bars (bottle, minutes of CPU)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[train,onnx,metrics,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[train,onnx,metrics,dev,station]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,7 +28,17 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/inspector demo
 
-test: $(STAMP)
+# The station's browser tests drive Debian's chromium with its chromedriver. Installed here when missing and we
+# are root with apt-get (as on CI); otherwise those tests skip and say why.
+sysdeps-browser:
+	@if [ ! -x /usr/bin/chromedriver ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and chromium-driver for the station's browser tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver \
+		|| { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+		chromium chromium-driver; } || echo "could not install chromium; the browser tests will skip"; \
+	fi
+
+test: $(STAMP) sysdeps-browser
 	$(BIN)/ruff check inspector tests
 	$(BIN)/python -m pytest -q -m "not bars" --durations=15
 
