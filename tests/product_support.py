@@ -20,19 +20,31 @@ from .calibration_support import TorchFrames, copy_home, write_manifest
 FRAME_HW = (64, 64)
 
 
-def calibrated_home(trained: dict, dst: Path, extra_good: int = 60) -> tuple[Path, CalibrationRecord]:
-    """(home, calibration record) of a private copy of the tiny model, calibrated as said above."""
-    from inspector.calibrate.run import Policy, calibrate
-    from inspector.data.synthetic import write_product
+_CACHE: dict[str, Path] = {}
 
-    home = copy_home(Path(trained["home"]), dst / "home")
-    write_manifest(bundle_dir(home, "cable"), load_checkpoint(model_path(home, "cable")).sha256)
-    extra = write_product(dst / "extra" / "cable", n_train=extra_good, n_test_good=0, n_test_per_defect=0, size=64,
-                          seed=7)
-    backend = TorchFrames(model_path(home, "cable"))
-    record = calibrate("cable", home, data=extra, policy=Policy(target_frr=0.02), backend=backend,
-                       write_report=False).record
-    return home, record
+
+def calibrated_home(trained: dict, dst: Path, extra_good: int = 60) -> tuple[Path, CalibrationRecord]:
+    """(home, calibration record) of a private copy of the tiny model, calibrated as said above.
+
+    Calibrated once per session; each caller gets its own copy (``dst/home``, with the extra good images in
+    ``dst/extra/cable``), which it may change (reviews, new calibrations)."""
+    import shutil
+
+    if "root" not in _CACHE:
+        from inspector.calibrate.run import Policy, calibrate
+        from inspector.data.synthetic import write_product
+
+        root = Path(trained["home"]).parent / "calibrated-product"
+        home = copy_home(Path(trained["home"]), root / "home")
+        write_manifest(bundle_dir(home, "cable"), load_checkpoint(model_path(home, "cable")).sha256)
+        extra = write_product(root / "extra" / "cable", n_train=extra_good, n_test_good=0, n_test_per_defect=0,
+                              size=64, seed=7)
+        calibrate("cable", home, data=extra, policy=Policy(target_frr=0.02),
+                  backend=TorchFrames(model_path(home, "cable")), write_report=False)
+        _CACHE["root"] = root
+    for part in ("home", "extra"):
+        shutil.copytree(_CACHE["root"] / part, dst / part)
+    return dst / "home", load_calibration(dst / "home", "cable")
 
 
 class TorchLoader:
