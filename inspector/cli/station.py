@@ -43,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
                               home=args.home, title=args.title, curve_secret=curve[0], curve_server=curve[1])
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if cfg.nice:
+        import os
+
+        os.nice(cfg.nice)  # the whole process, before its threads start: they inherit it
     station = Station(cfg)
     url = station.start()
     print(f"station: {url}  (lines from {', '.join(cfg.connect)}; "

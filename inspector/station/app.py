@@ -1,7 +1,7 @@
 """The station's web application (Starlette): the page, its live updates, reviews and line commands.
 
 Reading needs nothing: the page, ``/api/state``, the pictures and ``/ws`` (one WebSocket: the state as JSON
-at most 4 times a second while it changes, and each line's live picture as a binary message). Writing needs an
+at most twice a second while it changes, and each line's live picture as a binary message). Writing needs an
 operator token as ``Authorization: Bearer <token>``: 401 without one, 403 with a wrong one (or when the station
 has none configured). Writes are reviews (``POST /api/rejects/{rid}/review``) and line commands (``POST
 /api/lines/{line}/pause|resume|product``). The page holds no secret: the operator types the token, the browser
@@ -40,7 +40,7 @@ from inspector.station.state import StationState
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-STATE_PERIOD_S = 0.25
+STATE_PERIOD_S = 0.5
 POLL_S = 0.05
 MAX_BODY = 16 * 1024
 COMMANDS = {"pause": "pause", "resume": "resume", "product": "switch_product"}

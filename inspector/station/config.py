@@ -41,6 +41,9 @@ class StationConfig:
     title: str = "inspector"
     curve_secret: str = ""  # CURVE: this client's .key_secret
     curve_server: str = ""  # CURVE: the daemon's public server.key
+    # `inspector station` lowers its own priority by this much (Linux nice), so on the line PC it only takes
+    # CPU the daemon leaves over.
+    nice: int = field(default=10, metadata={"min": 0, "max": 19})
 
     def validate(self, source: str) -> None:
         if not self.connect:

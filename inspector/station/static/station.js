@@ -78,7 +78,10 @@ function lineView(name) {
   v = { el, cards: new Map(), liveUrl: null, held: false };
   // While the operator points at or types in the gallery it holds still: no card moves away under the mouse.
   const g = $(".gallery-wrap", el);
-  const hold = (on) => { v.held = on || g.contains(document.activeElement); if (!v.held && lastState) renderLine(lastState.lines.find((d) => d.line === name)); };
+  const hold = (on) => {
+    v.held = on || g.contains(document.activeElement);
+    if (!v.held && lastState) renderLine(lastState.lines.find((d) => d.line === name));
+  };
   g.addEventListener("mouseenter", () => hold(true));
   g.addEventListener("mouseleave", () => hold(false));
   g.addEventListener("focusin", () => hold(true));
@@ -88,11 +91,14 @@ function lineView(name) {
   return v;
 }
 
+// DOM writes only where something changed: a line screen repaints little, and the browser stays light.
+function setText(n, text) { text = String(text); if (n && n.textContent !== text) n.textContent = text; }
+
 function setK(el, k, text, value) {
   const n = el.querySelector(`[data-k="${k}"]`);
   if (!n) return;
-  n.textContent = text;
-  if (value !== undefined) n.dataset.v = value;
+  setText(n, text);
+  if (value !== undefined && n.dataset.v !== String(value)) n.dataset.v = value;
 }
 
 function renderLine(d) {
@@ -103,8 +109,8 @@ function renderLine(d) {
   setK(el, "state", stale ? "no heartbeat" : state, state);
   setK(el, "camera", `camera ${d.camera || "?"}`, d.camera || "");
   setK(el, "drift", d.drift === "raised" ? "DRIFT" : `drift ${d.drift}`, d.drift);
-  $(".meta", el).textContent = [d.product && `product ${d.product}`, d.backend, d.calibration_id && `calibration ${d.calibration_id}`,
-    d.model_sha && `model ${d.model_sha}`].filter(Boolean).join(" · ");
+  setText($(".meta", el), [d.product && `product ${d.product}`, d.backend, d.calibration_id && `calibration ${d.calibration_id}`,
+    d.model_sha && `model ${d.model_sha}`].filter(Boolean).join(" · "));
   setK(el, "pass", d.counts.PASS); setK(el, "fail", d.counts.FAIL); setK(el, "error", d.counts.ERROR);
   setK(el, "yield", pct(d.yield));
   setK(el, "fps", fmt(d.fps, 1));
@@ -119,15 +125,18 @@ function renderLine(d) {
   const last = d.live || d.last;
   const wrap = $(".live-wrap", el);
   if (d.last) {
-    wrap.dataset.decision = d.live ? d.live.decision : d.last.decision;
-    $(".decision", el).textContent = wrap.dataset.decision;
-    $(".score", el).textContent = d.last.normalized_score === null ? "" : `${fmt(d.last.normalized_score, 2)}×`;
+    const dec = d.live ? d.live.decision : d.last.decision;
+    if (wrap.dataset.decision !== dec) wrap.dataset.decision = dec;
+    setText($(".decision", el), dec);
+    setText($(".score", el), d.last.normalized_score === null ? "" : `${fmt(d.last.normalized_score, 2)}×`);
   }
-  $(".live-id", el).textContent = last ? `frame ${last.frame_id}` : "";
+  setText($(".live-id", el), last ? `frame ${last.frame_id}` : "");
   for (const b of el.querySelectorAll("button.cmd")) b.disabled = !d.controllable;
   $(".product-input", el).disabled = !d.controllable;
-  drawChart($(".chart", el), d.scores);
-  renderGallery(v, d);
+  const sig = d.scores.length ? `${d.scores.length}:${d.scores[d.scores.length - 1][0]}` : "";
+  if (v.chartSig !== sig) { v.chartSig = sig; drawChart($(".chart", el), d.scores); }
+  const gsig = `${v.held}|` + d.rejects.map((r) => `${r.rid}.${r.image_version}.${r.review ? 1 : 0}`).join(",");
+  if (v.gallerySig !== gsig) { v.gallerySig = gsig; renderGallery(v, d); }
   renderEvents(el, d.events);
 }
 
@@ -246,8 +255,9 @@ function onLive(buf) {
   img.src = url;
   img.dataset.seq = head.seq;
   img.dataset.frame = head.frame_id;
-  $(".live-wrap", v.el).dataset.decision = head.decision;
-  $(".decision", v.el).textContent = head.decision;
+  const wrap = $(".live-wrap", v.el);
+  if (wrap.dataset.decision !== head.decision) wrap.dataset.decision = head.decision;
+  setText($(".decision", v.el), head.decision);
 }
 
 function connect(delay = 500) {
