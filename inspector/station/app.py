@@ -143,7 +143,7 @@ class StationApp:
         if entry is None:
             raise HTTPException(404, "this reject is no longer in the gallery")
         key = ("reject", entry.rid, entry.image_version)
-        pic = await run_in_threadpool(self._cached, key, lambda: images.reject_jpeg(entry.result, entry.frame_png,
+        pic = await run_in_threadpool(self._cached, key, lambda: images.reject_jpeg(entry.result, entry.picture,
                                                                                     entry.mask_png))
         return Response(pic, media_type="image/jpeg")
 
@@ -182,8 +182,11 @@ class StationApp:
         if entry is None:
             raise HTTPException(404, "this reject is no longer in the gallery")
         if entry.frame_png is None:
-            raise HTTPException(409, "the frame of this reject never reached the station (preview.rejects off, or "
-                                     "skipped under load): a review without its image cannot be stored")
+            why = ("only a JPEG picture of it came: the daemon's lossless frames were at their CPU budget "
+                   "(preview.reject_cpu)") if entry.picture else \
+                "its frame never reached the station (preview.rejects off, or skipped under load)"
+            raise HTTPException(409, f"this reject cannot be reviewed: {why}; a review stores the frame exactly as "
+                                     "inspected")
         r = entry.result
         mask = images.frame_mask(r, entry.mask_png)
         rejected = Rejected(r.line, r.product, r.frame_id, r.part_id, r.capture_ts, r.decision, r.score,
@@ -196,6 +199,8 @@ class StationApp:
             raise HTTPException(400, str(e)) from e
         info = {"id": saved.id, "verdict": saved.verdict, "who": saved.who, "reviewed_at": saved.reviewed_at}
         self.state.mark_reviewed(entry.rid, info)
+        self.state.note(r.line, "review", f"{who}: frame {r.frame_id} {verdict.replace('_', ' ')}"
+                        + (f" ({note.strip()})" if note.strip() else ""), time.time())
         log.info("review %d by %s: %s of %s frame %s", saved.id, who, verdict, r.line, r.frame_id)
         return JSONResponse(info, status_code=201)
 
@@ -214,7 +219,9 @@ class StationApp:
             reply = await run_in_threadpool(self.hub.control, line, COMMANDS[what], **args)
         except InspectorError as e:
             raise HTTPException(502, str(e)) from e
-        log.info("%s by %s on line %s: %s", COMMANDS[what], who, line, "ok" if reply.get("ok") else reply.get("error"))
+        outcome = "done" if reply.get("ok") else f"refused: {reply.get('error')}"
+        log.info("%s by %s on line %s: %s", COMMANDS[what], who, line, outcome)
+        self.state.note(line, "command", f"{who}: {COMMANDS[what]} {args.get('product', '')} {outcome}", time.time())
         return JSONResponse(reply, status_code=200 if reply.get("ok") else 409)
 
     # -- live -------------------------------------------------------------------------------------------------

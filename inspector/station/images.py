@@ -14,7 +14,7 @@ from inspector.protocol.messages import Preview, Region, Result
 # BGR, the page's colours: PASS green, FAIL red, ERROR amber; outlines yellow (visible on every colour).
 COLORS = {"PASS": (80, 200, 60), "FAIL": (60, 60, 235), "ERROR": (0, 170, 255)}
 OUTLINE = (0, 230, 255)
-MIN_WIDTH = 480
+MIN_WIDTH = 256  # smaller previews are scaled up first, so outlines stay crisp
 
 
 def _decode(data: bytes, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
@@ -77,18 +77,18 @@ def png(img: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def reject_jpeg(result: Result, frame_png: bytes | None, mask_png: bytes | None, width: int = 360) -> bytes:
-    """A gallery picture: the frame (or a dark canvas until it arrives), the mask tinted red and outlined."""
-    frame = _decode(frame_png) if frame_png else None
+def reject_jpeg(result: Result, picture: bytes | None, mask_png: bytes | None, width: int = 360) -> bytes:
+    """A gallery picture: the frame (PNG, or the daemon's scaled JPEG; a dark canvas until one arrives), the
+    mask tinted red and outlined."""
+    frame = _decode(picture) if picture else None
+    fw, fh = result.frame_size or (256, 256)
     if frame is None:
-        w, h = result.frame_size or (256, 256)
-        frame = np.full((h, w, 3), 24, np.uint8)
+        frame = np.full((fh, fw, 3), 24, np.uint8)
     mask = frame_mask(result, mask_png)
-    if mask is not None and mask.shape != frame.shape[:2]:
-        mask = None  # a mask for another frame size cannot be placed; the boxes still are
     scale = width / frame.shape[1]
     img = cv2.resize(frame, (width, round(frame.shape[0] * scale)),
                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    scale = width / fw  # from frame pixels (the mask, the regions) to this picture
     if mask is not None:
         m = cv2.resize(mask, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
         tint = img.copy()

@@ -19,13 +19,15 @@ from inspector.protocol.messages import EndOfStream, Event, Heartbeat, Message, 
 
 @dataclass
 class Reject:
-    """A FAIL or ERROR the gallery shows. ``frame_png`` arrives later, on the preview topic."""
+    """A FAIL or ERROR the gallery shows. Its picture arrives later, on the preview topic: ``frame_png`` when
+    the daemon sent the frame losslessly (a review can store it), else only a JPEG ``picture``."""
 
     rid: int  # station-local id (URLs)
     result: Result
     mask_png: bytes | None
     received: float  # Unix s
     frame_png: bytes | None = None
+    picture: bytes | None = None  # what the gallery shows: the PNG, or the daemon's JPEG
     image_version: int = 0
     review: dict[str, Any] | None = None
 
@@ -101,6 +103,9 @@ class StationState:
                 v.events.appendleft({"ts": msg.ts, "kind": msg.kind, "message": msg.message})
             elif isinstance(msg, Status):
                 v.state = msg.state
+                detail = ", ".join(f"{k} {val}" for k, val in msg.detail.items())
+                v.events.appendleft({"ts": msg.ts, "kind": "status", "message": msg.state + (f" ({detail})" if detail
+                                                                                              else "")})
             elif isinstance(msg, EndOfStream):
                 v.state = "ended"
                 v.events.appendleft({"ts": msg.ts, "kind": "end_of_stream",
@@ -131,7 +136,9 @@ class StationState:
         # A reject's lossless frame: the newest gallery entry of that frame (results come before their preview).
         for entry in reversed(v.rejects.values()):
             if entry.result.frame_id == p.frame_id and abs(entry.result.capture_ts - p.capture_ts) < 1e-3:
-                entry.frame_png, entry.image_version = data, entry.image_version + 1
+                entry.picture, entry.image_version = data, entry.image_version + 1
+                if p.encoding == "png":
+                    entry.frame_png = data
                 return
 
     # -- reading ------------------------------------------------------------------------------------------------
@@ -147,6 +154,13 @@ class StationState:
     def live_seqs(self) -> dict[str, int]:
         with self.lock:
             return {name: v.live.seq for name, v in self.lines.items() if v.live is not None}
+
+    def note(self, line: str, kind: str, message: str, wall: float) -> None:
+        """An event of the station's own (a review, a command sent) in the line's log."""
+        with self.lock:
+            if line in self.lines:
+                self.lines[line].events.appendleft({"ts": wall, "kind": kind, "message": message})
+                self.version += 1
 
     def mark_reviewed(self, rid: int, review: dict[str, Any]) -> None:
         with self.lock:
@@ -192,5 +206,6 @@ class StationState:
         r = e.result
         return {"rid": e.rid, "frame_id": r.frame_id, "part_id": r.part_id, "decision": r.decision,
                 "normalized_score": r.normalized_score, "capture_ts": r.capture_ts, "product": r.product,
-                "error": r.error, "has_frame": e.frame_png is not None, "image_version": e.image_version,
+                "error": r.error, "has_frame": e.picture is not None, "reviewable": e.frame_png is not None,
+                "image_version": e.image_version,
                 "regions": len(r.regions), "review": e.review}

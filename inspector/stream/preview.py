@@ -5,6 +5,10 @@ The output thread calls :meth:`Previewer.offer` after publishing a result: it on
 waiting. The preview thread encodes (JPEG for live frames, scaled to ``preview.width``; PNG at full size for
 FAIL/ERROR frames, so a review stores the very pixels inspected) and hands the message back to the output
 thread's side queue, which owns the PUB socket. A busy machine therefore skips previews, never results.
+
+Lossless frames are dear (PNG: about 4 ms for 256x256, 90 ms for 1920x1080 on one core), so they are spent
+from a CPU budget (pure :class:`CpuBudget`, ``preview.reject_cpu`` of one core): a reject that comes while the
+budget is spent gets a JPEG at the live width instead, shown in the gallery but not reviewable.
 """
 
 from __future__ import annotations
@@ -43,6 +47,28 @@ class PreviewRate:
         return True
 
 
+class CpuBudget:
+    """A token bucket of CPU seconds: it refills at ``share`` seconds per second (a share of one core), up to
+    ``burst`` seconds. ``allows(now)`` while it is not in debt; ``spend(seconds)`` after the work."""
+
+    def __init__(self, share: float, burst: float = 0.5) -> None:
+        self.share, self.burst = share, burst
+        self.level, self.at = burst if share > 0 else 0.0, None
+
+    def _refill(self, now: float) -> None:
+        if self.at is not None:
+            self.level = min(self.burst, self.level + (now - self.at) * self.share)
+        self.at = now
+
+    def allows(self, now: float) -> bool:
+        self._refill(now)
+        return self.share > 0 and self.level > 0
+
+    def spend(self, seconds: float, now: float) -> None:
+        self._refill(now)
+        self.level -= seconds
+
+
 def scaled(image: np.ndarray, width: int) -> np.ndarray:
     """``image`` (H, W, 3) scaled to ``width`` pixels wide (aspect kept); never scaled up; 0 = as is."""
     h, w = image.shape[:2]
@@ -51,13 +77,16 @@ def scaled(image: np.ndarray, width: int) -> np.ndarray:
     return cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
 
 
-def encode_preview(result: Result, image: np.ndarray, reason: str, cfg: PreviewConfig, ts: float
-                   ) -> tuple[Preview, bytes]:
-    """The Preview header and its image bytes for ``result``'s frame ``image`` (uint8 (H, W, 3) BGR)."""
+def encode_preview(result: Result, image: np.ndarray, reason: str, cfg: PreviewConfig, ts: float,
+                   lossless: bool = True) -> tuple[Preview, bytes]:
+    """The Preview header and its image bytes for ``result``'s frame ``image`` (uint8 (H, W, 3) BGR): a reject
+    losslessly at full size (PNG), unless not ``lossless``; a live frame (or that reject) as a scaled JPEG."""
     h, w = image.shape[:2]
-    if reason == "reject":
+    if reason == "reject" and lossless:
         out, enc = image, "png"
-        ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        # Huffman-only deflate: faster than the default strategy and, on camera images, no larger.
+        ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
+                                               cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY])
     else:
         out, enc = scaled(image, cfg.width), "jpeg"
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
@@ -76,6 +105,7 @@ class Previewer:
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         self.cfg, self.send, self.clock, self.wall = cfg, send, clock, wall
         self.rate = PreviewRate(cfg.rate_fps)
+        self.budget = CpuBudget(cfg.reject_cpu)
         self._live: tuple[Result, np.ndarray] | None = None
         self._rejects: deque[tuple[Result, np.ndarray]] = deque()
         self._cv = threading.Condition()
@@ -83,7 +113,9 @@ class Previewer:
         self._thread: threading.Thread | None = None
         self.sent = {"live": 0, "reject": 0}
         self.skipped_rejects = 0
+        self.lossy_rejects = 0  # rejects sent as JPEG: the lossless budget was spent
         self.failures = 0
+        self.cpu_s = 0.0  # CPU seconds this thread spent encoding and handing over previews
 
     @property
     def enabled(self) -> bool:
@@ -132,10 +164,17 @@ class Previewer:
             for item, reason in ((live, "live"), (reject, "reject")):
                 if item is None:
                     continue
+                t0 = time.thread_time()
+                lossless = reason == "reject" and self.budget.allows(self.clock())
                 try:
-                    msg, data = encode_preview(item[0], item[1], reason, self.cfg, self.wall())
+                    msg, data = encode_preview(item[0], item[1], reason, self.cfg, self.wall(), lossless)
                     self.send(msg, data)
                     self.sent[reason] += 1
+                    self.lossy_rejects += reason == "reject" and not lossless
                 except Exception as e:  # noqa: BLE001 - a preview failing must never stop the thread
                     self.failures += 1
                     log.warning("preview of frame %s failed: %s", item[0].frame_id, e)
+                spent = time.thread_time() - t0
+                self.cpu_s += spent
+                if lossless:
+                    self.budget.spend(spent, self.clock())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -52,6 +53,10 @@ def run_station_demo(home: str | Path | None = None, out: str | Path = "demo_out
     station = Station(load_station_config(None, connect=[pub], control=[ctl], bind=bind, home=str(home_p),
                                           title=f"inspector demo ({name})"), tokens={token: "demo operator"})
     stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C, and SIGTERM (a service manager, `kill`), stop the line and the station together.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
     try:
         url = station.start()
         say(f"\nstation: {url}   (Ctrl-C stops the line and the station)")
@@ -62,7 +67,6 @@ def run_station_demo(home: str | Path | None = None, out: str | Path = "demo_out
         while not stop.wait(0.5):
             if proc.poll() is not None:
                 raise InspectorError(f"the daemon exited with code {proc.returncode}; see its log above")
-    except KeyboardInterrupt:
         say("\nstopping the line and the station")
     finally:
         station.stop()

@@ -8,8 +8,9 @@ as fast as it goes, a subscriber counting results; throughput = results / (last 
 Arms, interleaved in every round so a neighbour's load hits them alike:
 
 - ``alone``: the daemon with its default preview topic (5 live JPEGs per second and every reject as PNG);
-- ``station``: the same, with ``inspector station`` (a separate process) subscribed and a headless Chromium
-  showing its page (WebSocket connected, gallery loading reject pictures);
+- ``station``: the same, with ``inspector station`` (a separate process; it runs at nice 10 by default)
+  subscribed and a headless Chromium showing its page (WebSocket connected, gallery loading reject pictures);
+- ``station-nice``: the same with the browser at nice 10 too (`nice -n 10 chromium ...` on the line PC);
 - ``no-preview``: the daemon with the preview topic off (``preview.rate_fps: 0``, ``rejects: false``).
 
 Then one paced run at the video's 15 frames per second with the station and the browser, for the station's CPU
@@ -87,7 +88,7 @@ def frames_folder(video: Path, out: Path, n: int = 32) -> Path:
 class Attached:
     """``inspector station`` as a separate process and a headless Chromium on its page."""
 
-    def __init__(self, pub: str, ctl: str, home: Path) -> None:
+    def __init__(self, pub: str, ctl: str, home: Path, browser_nice: int = 0) -> None:
         from tests.station.support import chromium_driver
 
         port = _port()
@@ -99,7 +100,7 @@ class Attached:
         line = self.proc.stdout.readline()
         if not line.startswith("station: http"):
             raise RuntimeError(f"the station did not start: {line!r}")
-        self.driver = chromium_driver()
+        self.driver = chromium_driver(nice=browser_nice)
         self.driver.get(f"http://127.0.0.1:{port}/")
         deadline = time.monotonic() + 30
         while self.driver.find_element("id", "conn").get_attribute("data-state") != "live":
@@ -119,7 +120,8 @@ class Attached:
 
 
 def run(args: argparse.Namespace, images: Path, tmp: Path, arm: str, pace: float = 0.0) -> dict:
-    preview = arm != "no-preview"
+    live, rejects = {"no-preview": (False, False), "live-only": (True, False), "rejects-only": (False, True)}.get(
+        arm, (True, True))
     cfg = load_dataclass(DaemonConfig, {
         "line": "bench", "home": args.home, "product": args.product, "backend": args.backend, "device": "cpu",
         "threads": args.threads,
@@ -128,7 +130,7 @@ def run(args: argparse.Namespace, images: Path, tmp: Path, arm: str, pace: float
         "pipeline": {"queue_size": 4, "drop_policy": "block", "max_batch": 1, "batch_timeout_ms": 2,
                      "start_paused": True},
         "zmq": {"publish": ["tcp://127.0.0.1:0"], "control": "tcp://127.0.0.1:0", "heartbeat_ms": 500},
-        "preview": {"rate_fps": 5.0 if preview else 0.0, "rejects": preview},
+        "preview": {"rate_fps": 5.0 if live else 0.0, "rejects": rejects},
         "audit": {"dir": str(tmp / "audit")}, "log": {"format": "text", "level": "warning"},
     }, "station overhead")
     d = Daemon(cfg)
@@ -137,7 +139,7 @@ def run(args: argparse.Namespace, images: Path, tmp: Path, arm: str, pace: float
     if not d.wait_ready(300):
         raise RuntimeError("daemon did not start")
     pub, ctl = d.endpoints["publish"][0], d.endpoints["control"]
-    attached = Attached(pub, ctl, tmp) if arm == "station" else None
+    attached = Attached(pub, ctl, tmp, 10 if arm == "station-nice" else 0) if arm.startswith("station") else None
     sub = Subscriber(pub, line="bench")
     while not isinstance((m := sub.recv(1000)) and m[0], Heartbeat):
         pass
@@ -179,26 +181,30 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=600)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--paced-s", type=float, default=30.0)
+    ap.add_argument("--arms", default="alone,station,station-nice,no-preview",
+                    help="comma-separated: alone, station, station-nice, no-preview, live-only, rejects-only")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="station-overhead-"))
     images = frames_folder(Path(args.video), tmp / "frames")
     rows = []
     print(f"load average at start: {os.getloadavg()}", flush=True)
+    run(args, images, tmp / "warm-up", "alone")  # first-run costs (imports, allocators) are not an arm's
     for k in range(args.rounds):
-        arms = ["alone", "station", "no-preview"]
+        arms = args.arms.split(",")
         for arm in arms if k % 2 == 0 else arms[::-1]:
             r = run(args, images, tmp / f"{arm}{k}", arm)
             rows.append(r)
             print(json.dumps({"round": k, **{key: round(v, 2) if isinstance(v, float) else v
                                              for key, v in r.items()}}), flush=True)
-    paced = run(args, images, tmp / "paced", "station", pace=15.0)
-    print(json.dumps({"paced_15fps": {k: round(v, 2) if isinstance(v, float) else v for k, v in paced.items()}}))
-    fps = {a: [r["fps"] for r in rows if r["arm"] == a] for a in ("alone", "station", "no-preview")}
+    if args.paced_s:
+        paced = run(args, images, tmp / "paced", "station", pace=15.0)
+        print(json.dumps({"paced_15fps": {k: round(v, 2) if isinstance(v, float) else v for k, v in paced.items()}}))
+    fps = {a: [r["fps"] for r in rows if r["arm"] == a] for a in args.arms.split(",")}
     med = {a: float(np.median(v)) for a, v in fps.items()}
-    ratios = [s / a for a, s in zip(fps["alone"], fps["station"], strict=True)]
-    print(json.dumps({"median_fps": med, "station/alone per round": [round(x, 3) for x in ratios],
-                      "station/alone (medians)": round(med["station"] / med["alone"], 3),
-                      "alone/no-preview (medians)": round(med["alone"] / med["no-preview"], 3),
+    base = fps.get("alone") or next(iter(fps.values()))
+    per_round = {arm: [round(s / a, 3) for a, s in zip(base, v, strict=True)] for arm, v in fps.items()}
+    print(json.dumps({"median_fps": med, "per round / alone": per_round,
+                      "medians / alone": {a: round(m / med.get("alone", m), 3) for a, m in med.items()},
                       "load average at end": os.getloadavg()}))
 
 

@@ -178,3 +178,19 @@ def test_config_defaults_to_loopback_and_tokens_are_guarded(tmp_path, monkeypatc
     (tmp_path / "s.yaml").write_text("connect: [tcp://127.0.0.1:1]\ngalery: 3\n")
     with pytest.raises(ConfigError, match="galery"):
         load_station_config(tmp_path / "s.yaml")
+
+
+def test_a_reject_that_came_only_as_a_jpeg_picture_is_shown_but_not_reviewable(tmp_path, frames):
+    cfg = config(tmp_path, {"kind": "memory", "width": 64, "height": 48, "uri": str(frames), "rate_fps": 30.0},
+                 preview={"reject_cpu": 0.0})
+    with Line(cfg) as line, station_on(line, tmp_path) as st:
+        line.go()
+        entry = wait_for(lambda: next((e for e in list(st.state.reject_index.values()) if e.picture), None),
+                         what="a reject picture")
+        assert entry.frame_png is None
+        assert _req(f"{st.url}api/rejects/{entry.rid}.jpg")[0] == 200
+        status, _, msg = _req(f"{st.url}api/rejects/{entry.rid}/review", "POST", {"verdict": "false_reject"},
+                              token=TOKEN)
+        assert status == 409 and b"reject_cpu" in msg
+        snap = json.loads(_req(st.url + "api/state")[2])["lines"][0]["rejects"]
+        assert any(r["has_frame"] and not r["reviewable"] for r in snap)

@@ -83,11 +83,12 @@ def test_the_live_image_changes_and_the_counters_rise(page):
     assert _text(page, 'section.line[data-line="t1"] .pill.state') == "RUNNING"
     assert "calibration cable-" in _text(page, 'section.line[data-line="t1"] .meta')
     frr = _text(page, 'section.line[data-line="t1"] [data-k="frr"]')
-    assert "%" in frr and "[" in frr  # the calibration's promise with its interval
+    interval = _text(page, 'section.line[data-line="t1"] [data-k="frrci"]')
+    assert frr.endswith("%") and "95 %" in interval and "–" in interval  # the calibration's promise, its interval
 
 
 def test_a_fail_appears_in_the_gallery_with_its_picture(page):
-    card = wait_for(lambda: page.find_elements("css selector", '.card[data-decision="FAIL"][data-has-frame="true"]'),
+    card = wait_for(lambda: page.find_elements("css selector", '.card[data-decision="FAIL"][data-reviewable="true"]'),
                     what="a FAIL in the gallery")[0]
     assert card.find_element("css selector", ".d").text == "FAIL"
     assert float(card.find_element("css selector", ".s").text.rstrip("×")) >= 1.0
@@ -101,7 +102,7 @@ def test_a_token_less_write_is_refused(page, line_and_station, product):
 
     home, _ = product
     before = len(ReviewStore(home, "cable").all())
-    rid = int(wait_for(lambda: page.find_elements("css selector", ".card[data-has-frame='true']"))[0]
+    rid = int(wait_for(lambda: page.find_elements("css selector", ".card[data-reviewable='true']"))[0]
               .get_attribute("data-rid"))
     status = page.execute_async_script(
         "const done = arguments[arguments.length - 1];"
@@ -134,7 +135,7 @@ def test_a_review_click_is_stored_and_calibrate_reviewed_uses_it(page, product):
     home, record = product
     gallery = page.find_element("css selector", 'section.line[data-line="t1"] .gallery-wrap')
     ActionChains(page).move_to_element(gallery).perform()  # the gallery holds still under the operator's mouse
-    card = wait_for(lambda: [c for c in page.find_elements("css selector", ".card[data-has-frame='true']")
+    card = wait_for(lambda: [c for c in page.find_elements("css selector", ".card[data-reviewable='true']")
                              if "reviewed" not in c.get_attribute("class")], what="an unreviewed reject")[0]
     frame_id = int(card.find_element("css selector", ".when").text.rsplit(" ", 1)[1])
     card.find_element("css selector", ".note").send_keys("glare, the part is fine")

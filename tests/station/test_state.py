@@ -103,5 +103,5 @@ def test_pictures_outline_regions_and_place_a_mask_space_mask_in_its_roi():
     small = cv2.imencode(".jpg", np.full((24, 32, 3), 60, np.uint8))[1].tobytes()
     live = cv2.imdecode(np.frombuffer(images.live_jpeg(header, small), np.uint8), cv2.IMREAD_COLOR)
     assert live.shape[1] == images.MIN_WIDTH
-    # The outline sits where the region is (x 24..40 of 64 px -> 180..300 of 480 px), in yellow.
-    assert live[150:300, 170:185, 2].max() > 200 and live[5:20, 5:20].std() < 5
+    # The outline sits where the region is (x 24..40, y 20..36 of 64 px -> x 96..160, y 80..144 of 256 px), yellow.
+    assert live[80:144, 88:100, 2].max() > 200 and live[5:20, 5:20].std() < 5

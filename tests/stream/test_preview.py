@@ -131,3 +131,37 @@ def test_preview_off_sends_no_images_and_starts_no_thread(tmp_path):
             sub.close()
     assert got.eos is not None and len(got.results) == 40 and previews == []
     assert line.daemon.pipeline.output.preview._thread is None  # no encoding thread at all
+
+
+def test_the_lossless_budget_refills_at_its_share_of_a_core_and_goes_into_debt():
+    from inspector.stream.preview import CpuBudget
+
+    b = CpuBudget(0.1, burst=0.5)
+    assert b.allows(0.0)
+    b.spend(0.6, 0.0)  # one dear frame may overdraw it...
+    assert not b.allows(0.5)  # ...then it must earn it back at 0.1 s per s
+    assert b.allows(1.1) and b.level == pytest.approx(0.01)
+    assert not CpuBudget(0.0).allows(100.0)
+    b2 = CpuBudget(0.05)
+    assert b2.allows(1000.0) and b2.level == 0.5  # never banks more than the burst
+
+
+def test_rejects_over_the_cpu_budget_come_as_jpeg_pictures(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(30):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), make_frame(i))
+    cfg = config(tmp_path, {"kind": "images", "uri": str(folder), "rate_fps": 30.0},
+                 preview={"rate_fps": 0.0, "reject_cpu": 0.0, "width": 32})
+    with Line(cfg) as line:
+        sub = Subscriber(line.pub, line="t1", kinds=ALL_KINDS)
+        try:
+            _subscribed(sub)
+            line.go()
+            results, previews = _collect(line, sub, 30)
+        finally:
+            sub.close()
+        lossy = line.daemon.pipeline.output.preview.lossy_rejects
+    rejects = [m for m, _ in previews if m.reason == "reject"]
+    assert rejects and all(m.encoding == "jpeg" and m.width == 32 for m in rejects) and lossy == len(rejects)
+    assert len(rejects) == sum(r.decision == "FAIL" for r in results)

@@ -56,3 +56,25 @@ def test_demo_station_keeps_the_line_and_the_station_running_until_stopped(produ
     assert len(token) >= 16
     with pytest.raises(OSError):  # the station is gone
         urllib.request.urlopen(url, timeout=2)
+
+
+def test_make_demo_stays_finite_ends_with_its_summary_and_names_the_station_command(monkeypatch, tmp_path, capsys):
+    """`inspector demo` (what `make demo` runs) with its slow steps stubbed: the summary line is the last line,
+    and the line before the summary names `inspector demo --station`."""
+    from inspector.cli import main
+    from inspector.client.listen import Summary
+    from inspector.tools import demo
+
+    truth = [{"frame": 0, "label": 0, "defect": None}, {"frame": 1, "label": 1, "defect": "cut"}]
+
+    def prepare(home, out, data, product, frames, epochs, say, step=None):
+        return demo.Prepared(tmp_path, tmp_path, "cable", tmp_path / "line.avi", truth)
+
+    summary = Summary()
+    summary.counts.update(PASS=1, FAIL=1)
+    monkeypatch.setattr(demo, "prepare", prepare)
+    monkeypatch.setattr(demo, "_run_line", lambda *a: {"summary": summary, "decisions": {0: "PASS", 1: "FAIL"}})
+    assert main(["demo", "--home", str(tmp_path), "--out", str(tmp_path)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert lines[-1].startswith("demo: frames=2 pass=1 fail=1 error=0 agreement=1.000")
+    assert "`inspector demo --station" in lines[-2] and "http://127.0.0.1:8080/" in lines[-2]

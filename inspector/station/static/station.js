@@ -6,6 +6,7 @@
 
 const TOKEN_KEY = "inspector-station-token";
 const COLORS = { PASS: "#2fbf4f", FAIL: "#e5383b", ERROR: "#ffa41b" };
+const GALLERY_PERIOD_MS = 2000;
 const lines = new Map();  // line name -> {el, cards: Map(rid -> card el), liveUrl}
 let lastState = null;
 let pendingAction = null;  // what to do once signed in
@@ -80,6 +81,7 @@ function lineView(name) {
   const g = $(".gallery-wrap", el);
   const hold = (on) => {
     v.held = on || g.contains(document.activeElement);
+    v.galleryAt = 0;  // catch up at once when the operator lets go
     if (!v.held && lastState) renderLine(lastState.lines.find((d) => d.line === name));
   };
   g.addEventListener("mouseenter", () => hold(true));
@@ -117,10 +119,12 @@ function renderLine(d) {
   setK(el, "latency", d.latency_p50_ms === null ? "–" : `${fmt(d.latency_p50_ms)} / ${fmt(d.latency_p99_ms)}`);
   setK(el, "dropped", fmt(d.dropped));
   const f = d.expected_frr;
-  setK(el, "frr", f ? `${pct(f.estimate)} [${pct(f.lower)}, ${pct(f.upper)}]` : "–");
+  setK(el, "frr", f ? pct(f.estimate) : "–");
+  setK(el, "frrci", f ? `· 95 %: ${(100 * f.lower).toFixed(1)}–${pct(f.upper)}` : "");
   const s = d.drift_stats || {};
+  const shift = s.score_shift === null || s.score_shift === undefined ? "–" : `${s.score_shift >= 0 ? "+" : "−"}${fmt(Math.abs(s.score_shift), 2)}`;
   setK(el, "driftinfo", d.drift === "off" ? "off (no calibration statistics)" :
-    `${pct(s.reject_rate)} of ${pct(s.reject_limit)} allowed · ${fmt(s.score_shift, 2)} of ±${fmt(s.shift_limit, 2)} std`);
+    `${pct(s.reject_rate)} (limit ${pct(s.reject_limit)}) · ${shift} std (limit ±${fmt(s.shift_limit, 2)})`);
   $(".tile.wide", el).classList.toggle("drift-raised", d.drift === "raised");
   const last = d.live || d.last;
   const wrap = $(".live-wrap", el);
@@ -135,8 +139,12 @@ function renderLine(d) {
   $(".product-input", el).disabled = !d.controllable;
   const sig = d.scores.length ? `${d.scores.length}:${d.scores[d.scores.length - 1][0]}` : "";
   if (v.chartSig !== sig) { v.chartSig = sig; drawChart($(".chart", el), d.scores); }
+  // The gallery changes at most every 2 s: at a high reject rate nobody reads faster, and the browser stays light.
   const gsig = `${v.held}|` + d.rejects.map((r) => `${r.rid}.${r.image_version}.${r.review ? 1 : 0}`).join(",");
-  if (v.gallerySig !== gsig) { v.gallerySig = gsig; renderGallery(v, d); }
+  const now = Date.now();
+  if (v.gallerySig !== gsig && (now - (v.galleryAt || 0) >= GALLERY_PERIOD_MS || !v.gallerySig)) {
+    v.gallerySig = gsig; v.galleryAt = now; renderGallery(v, d);
+  }
   renderEvents(el, d.events);
 }
 
@@ -195,6 +203,11 @@ function updateCard(card, r) {
   const src = `/api/rejects/${r.rid}.jpg?v=${r.image_version}`;
   if (card.dataset.src !== src) { card.dataset.src = src; $(".thumb", card).src = src; }
   card.dataset.hasFrame = r.has_frame;
+  card.dataset.reviewable = r.reviewable;
+  if (!r.reviewable && r.has_frame && !r.review) {
+    for (const b of card.querySelectorAll("button.review")) b.disabled = true;
+    setText($(".review-state", card), "picture only: not reviewable");
+  }
   if (r.review && !card.classList.contains("reviewed")) {
     card.classList.add("reviewed");
     const rs = $(".review-state", card);
