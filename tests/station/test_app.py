@@ -134,28 +134,27 @@ def test_a_stalled_browser_and_a_dead_station_do_not_touch_inspection(tmp_path):
             raw = socket.socket()
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             raw.connect((host, int(port)))
-            ws = connect(f"ws://{host}:{port}/ws", sock=raw, max_size=None)  # and never read from it
-            got = line.go()
-            mark = {"bytes": -1, "at": 0}
+            with connect(f"ws://{host}:{port}/ws", sock=raw, max_size=None, close_timeout=1):  # never read from
+                got = line.go()
+                mark = {"bytes": -1, "at": 0}
 
-            def blocked(g) -> bool:  # 100 results in a row without one more byte sent to that browser
-                if st.app.ws_sent_bytes != mark["bytes"]:
-                    mark.update(bytes=st.app.ws_sent_bytes, at=len(g.results))
-                return len(g.results) - mark["at"] >= 100
+                def blocked(g) -> bool:  # 100 results in a row without one more byte sent to that browser
+                    if st.app.ws_sent_bytes != mark["bytes"]:
+                        mark.update(bytes=st.app.ws_sent_bytes, at=len(g.results))
+                    return len(g.results) - mark["at"] >= 100
 
-            line.collect(got, 60, until=blocked)
-            assert blocked(got), "the sends to a browser that never reads must block"
-            assert st.app.ws_sent_bytes <= wmem_max + 2 * 2**20  # what the sockets buffer: nothing queues here
-            seen = st.hub.received
-            line.collect(got, 30, until=lambda g: st.hub.received > seen + 50)
-            assert st.hub.received > seen + 50  # still receiving
-            assert _req(st.url + "api/state")[0] == 200  # and serving other browsers
-        raw.close()
-        line.collect(got, 30)  # the station is gone; the line goes on
+                line.collect(got, 60, until=blocked)
+                assert blocked(got), "the sends to a browser that never reads must block"
+                assert st.app.ws_sent_bytes <= wmem_max + 2 * 2**20  # what the sockets buffer: nothing queues here
+                seen = st.hub.received
+                line.collect(got, 30, until=lambda g: st.hub.received > seen + 50)
+                assert st.hub.received > seen + 50  # still receiving
+                assert _req(st.url + "api/state")[0] == 200  # and serving other browsers
+        assert got.eos is None  # the station is gone, stopped mid-run; the line goes on
+        line.collect(got, 30)
     assert got.eos is not None and got.eos.results == got.eos.frames == 700
     assert [r.frame_id for r in got.results] == list(range(700))
     assert isinstance(got.heartbeats[-1], Heartbeat)
-    del ws
 
 
 def test_config_defaults_to_loopback_and_tokens_are_guarded(tmp_path, monkeypatch):
