@@ -130,7 +130,8 @@ class StationApp:
             return None
         pic = self._cached(("live", line, live.seq), lambda: images.live_jpeg(live.header, live.jpeg))
         h = live.header
-        return live.seq, {"line": line, "seq": live.seq, "frame_id": h.frame_id, "decision": h.decision}, pic
+        return live.seq, {"line": line, "seq": live.seq, "frame_id": h.frame_id, "decision": h.decision,
+                          "normalized_score": h.normalized_score}, pic
 
     async def live_jpg(self, request: Request) -> Response:
         got = await run_in_threadpool(self.live_picture, request.path_params["line"])

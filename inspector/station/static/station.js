@@ -126,15 +126,9 @@ function renderLine(d) {
   setK(el, "driftinfo", d.drift === "off" ? "off (no calibration statistics)" :
     `${pct(s.reject_rate)} (limit ${pct(s.reject_limit)}) · ${shift} std (limit ±${fmt(s.shift_limit, 2)})`);
   $(".tile.wide", el).classList.toggle("drift-raised", d.drift === "raised");
-  const last = d.live || d.last;
-  const wrap = $(".live-wrap", el);
-  if (d.last) {
-    const dec = d.live ? d.live.decision : d.last.decision;
-    if (wrap.dataset.decision !== dec) wrap.dataset.decision = dec;
-    setText($(".decision", el), dec);
-    setText($(".score", el), d.last.normalized_score === null ? "" : `${fmt(d.last.normalized_score, 2)}×`);
-  }
-  setText($(".live-id", el), last ? `frame ${last.frame_id}` : "");
+  // The banner describes the picture shown: the live frame's own decision and score (else the last result's).
+  const shown = d.live || d.last;
+  if (shown) showDecision(v, shown);
   for (const b of el.querySelectorAll("button.cmd")) b.disabled = !d.controllable;
   $(".product-input", el).disabled = !d.controllable;
   const sig = d.scores.length ? `${d.scores.length}:${d.scores[d.scores.length - 1][0]}` : "";
@@ -257,6 +251,15 @@ async function command(v, line, cmd) {
   msg.textContent = r.ok ? `${cmd}: done` : `${cmd} refused (${r.status}): ${r.body.error || ""}`;
 }
 
+function showDecision(v, d) {
+  const wrap = $(".live-wrap", v.el);
+  if (wrap.dataset.decision !== d.decision) wrap.dataset.decision = d.decision;
+  setText($(".decision", v.el), d.decision);
+  setText($(".score", v.el), d.normalized_score === null || d.normalized_score === undefined ? "" :
+    `${fmt(d.normalized_score, 2)}×`);
+  setText($(".live-id", v.el), `frame ${d.frame_id ?? "–"}`);
+}
+
 // -- live connection -----------------------------------------------------------------------------------------
 function onLive(buf) {
   const n = new DataView(buf).getUint16(0);
@@ -268,9 +271,7 @@ function onLive(buf) {
   img.src = url;
   img.dataset.seq = head.seq;
   img.dataset.frame = head.frame_id;
-  const wrap = $(".live-wrap", v.el);
-  if (wrap.dataset.decision !== head.decision) wrap.dataset.decision = head.decision;
-  setText($(".decision", v.el), head.decision);
+  showDecision(v, head);
 }
 
 function connect(delay = 500) {
