@@ -6,7 +6,7 @@ waiting. The preview thread encodes (JPEG for live frames, scaled to ``preview.w
 FAIL/ERROR frames, so a review stores the very pixels inspected) and hands the message back to the output
 thread's side queue, which owns the PUB socket. A busy machine therefore skips previews, never results.
 
-Lossless frames are dear (PNG: about 4 ms for 256x256, 90 ms for 1920x1080 on one core), so they are spent
+Lossless frames are dear (PNG: about 4 ms for 256x256, 85 ms for 1920x1080 on one core), so they are spent
 from a CPU budget (pure :class:`CpuBudget`, ``preview.reject_cpu`` of one core): a reject that comes while the
 budget is spent gets a JPEG at the live width instead, shown in the gallery but not reviewable.
 """
@@ -51,7 +51,7 @@ class CpuBudget:
     """A token bucket of CPU seconds: it refills at ``share`` seconds per second (a share of one core), up to
     ``burst`` seconds. ``allows(now)`` while it is not in debt; ``spend(seconds)`` after the work."""
 
-    def __init__(self, share: float, burst: float = 0.5) -> None:
+    def __init__(self, share: float, burst: float = 0.25) -> None:
         self.share, self.burst = share, burst
         self.level, self.at = burst if share > 0 else 0.0, None
 

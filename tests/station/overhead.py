@@ -10,7 +10,7 @@ Arms, interleaved in every round so a neighbour's load hits them alike:
 - ``alone``: the daemon with its default preview topic (5 live JPEGs per second and every reject as PNG);
 - ``station``: the same, with ``inspector station`` (a separate process; it runs at nice 10 by default)
   subscribed and a headless Chromium showing its page (WebSocket connected, gallery loading reject pictures);
-- ``station-nice``: the same with the browser at nice 10 too (`nice -n 10 chromium ...` on the line PC);
+- ``station-only``: the station subscribed, no browser (a browser on another PC);
 - ``no-preview``: the daemon with the preview topic off (``preview.rate_fps: 0``, ``rejects: false``).
 
 Then one paced run at the video's 15 frames per second with the station and the browser, for the station's CPU
@@ -88,7 +88,7 @@ def frames_folder(video: Path, out: Path, n: int = 32) -> Path:
 class Attached:
     """``inspector station`` as a separate process and a headless Chromium on its page."""
 
-    def __init__(self, pub: str, ctl: str, home: Path, browser_nice: int = 0) -> None:
+    def __init__(self, pub: str, ctl: str, home: Path, browser: bool = True) -> None:
         from tests.station.support import chromium_driver
 
         port = _port()
@@ -100,7 +100,9 @@ class Attached:
         line = self.proc.stdout.readline()
         if not line.startswith("station: http"):
             raise RuntimeError(f"the station did not start: {line!r}")
-        self.driver = chromium_driver(nice=browser_nice)
+        self.driver = chromium_driver() if browser else None
+        if self.driver is None:
+            return
         self.driver.get(f"http://127.0.0.1:{port}/")
         deadline = time.monotonic() + 30
         while self.driver.find_element("id", "conn").get_attribute("data-state") != "live":
@@ -109,12 +111,13 @@ class Attached:
             time.sleep(0.1)
 
     def cpu(self) -> tuple[float, float]:
-        return cpu_s(self.proc.pid), cpu_s(self.driver.service.process.pid, tree=True)
+        return cpu_s(self.proc.pid), cpu_s(self.driver.service.process.pid, tree=True) if self.driver else 0.0
 
     def close(self) -> None:
         from tests.station.support import quit_driver
 
-        quit_driver(self.driver)
+        if self.driver is not None:
+            quit_driver(self.driver)
         self.proc.terminate()
         self.proc.wait(20)
 
@@ -139,7 +142,7 @@ def run(args: argparse.Namespace, images: Path, tmp: Path, arm: str, pace: float
     if not d.wait_ready(300):
         raise RuntimeError("daemon did not start")
     pub, ctl = d.endpoints["publish"][0], d.endpoints["control"]
-    attached = Attached(pub, ctl, tmp, 10 if arm == "station-nice" else 0) if arm.startswith("station") else None
+    attached = Attached(pub, ctl, tmp, browser=arm != "station-only") if arm.startswith("station") else None
     sub = Subscriber(pub, line="bench")
     while not isinstance((m := sub.recv(1000)) and m[0], Heartbeat):
         pass
@@ -181,8 +184,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=600)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--paced-s", type=float, default=30.0)
-    ap.add_argument("--arms", default="alone,station,station-nice,no-preview",
-                    help="comma-separated: alone, station, station-nice, no-preview, live-only, rejects-only")
+    ap.add_argument("--arms", default="alone,station,station-only,no-preview",
+                    help="comma-separated: alone, station, station-only, no-preview, live-only, rejects-only")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="station-overhead-"))
     images = frames_folder(Path(args.video), tmp / "frames")

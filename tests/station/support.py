@@ -45,9 +45,8 @@ def wait_for(cond: Callable[[], object], timeout_s: float = 20.0, what: str = "c
         time.sleep(0.05)
 
 
-def chromium_driver(nice: int = 0):
-    """A headless Chromium WebDriver, or skip (with how to install it) where there is none. ``nice``: run the
-    browser (chromedriver and the chromium it starts) at that nice value, as a display on the line PC may be."""
+def chromium_driver():
+    """A headless Chromium WebDriver, or skip (with how to install it) where there is none."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip(f"no {CHROMIUM} / {CHROMEDRIVER}: `apt-get install chromium chromium-driver` "
                     "(`make test` does it as root on Debian)")
@@ -61,13 +60,7 @@ def chromium_driver(nice: int = 0):
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 f"--user-data-dir={profile}", "--window-size=1600,1100"):
         opts.add_argument(arg)
-    driver_path = str(CHROMEDRIVER)
-    if nice:
-        wrapper = Path(profile) / "chromedriver-nice"
-        wrapper.write_text(f'#!/bin/sh\nexec nice -n {int(nice)} {CHROMEDRIVER} "$@"\n')
-        wrapper.chmod(0o700)
-        driver_path = str(wrapper)
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
     driver.set_script_timeout(20)
     driver.profile_dir = profile
     return driver
