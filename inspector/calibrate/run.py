@@ -173,7 +173,8 @@ def calibrate(product: str, home: str | Path | None = None, data: str | Path | N
         if policy.name != "conformal" and not any(s.label for s in extra):
             raise CalibrationError(f"policy {policy.name} needs defective images: give them with --data DIR")
         n_good = len(ckpt.fingerprints("holdout")) + sum(s.label == 0 for s in extra)
-        th.require_samples(n_good, policy.target_frr, "held-out (and reviewed) good images")
+        th.require_samples(n_good, policy.target_frr,
+                           "held-out and reviewed good images" if extra else "held-out good images")
     samples, fps = gather(ckpt.payload, ckpt.fingerprints("train"), ckpt.fingerprints("holdout"), data, extra)
     with _opened(backend, home, product, device, threads) as be:
         scored = score(be, samples, fps, manifest.get("roi"))

@@ -9,8 +9,7 @@ import pytest
 from inspector.client.listen import FrameLookup, Summary, draw_overlay, result_line
 from inspector.protocol.messages import MaskInfo, Region, Result
 from inspector.stream.decide import encode_png
-
-from .fakes import make_frame, write_video
+from tests.stream.fakes import make_frame, write_video
 
 
 def _r(**kw) -> Result:
