@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test test-fast lint bars clean-venv help sysdeps-browser
+.PHONY: demo test test-fast lint bars clean-venv help sysdeps-mqtt sysdeps-browser
 
 help:
 	@echo "make demo   - set up .venv and run the end-to-end demo (synthetic cable product); then"
@@ -20,13 +20,23 @@ help:
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[train,onnx,metrics,dev,station]"
+	$(BIN)/python -m pip install --quiet -e ".[train,onnx,metrics,bridge,station,dev]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/inspector demo
+
+# The MQTT bridge tests start a real Mosquitto broker. As root with apt-get (CI) it is installed when missing;
+# otherwise those tests skip and say why.
+sysdeps-mqtt:
+	@if [ ! -x /usr/sbin/mosquitto ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mosquitto \
+	    || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mosquitto); \
+	  else echo "mosquitto missing (not root with apt-get): the MQTT bridge tests will skip"; fi; \
+	fi
 
 # The station's browser tests drive Debian's chromium with its chromedriver. Installed here when missing and we
 # are root with apt-get (as on CI); otherwise those tests skip and say why.
@@ -38,7 +48,7 @@ sysdeps-browser:
 		chromium chromium-driver; } || echo "could not install chromium; the browser tests will skip"; \
 	fi
 
-test: $(STAMP) sysdeps-browser
+test: $(STAMP) sysdeps-mqtt sysdeps-browser
 	$(BIN)/ruff check inspector tests
 	$(BIN)/python -m pytest -q -m "not bars" --durations=15
 

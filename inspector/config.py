@@ -1,8 +1,8 @@
 """YAML configuration loaded into frozen dataclasses, strictly.
 
 Every dataclass field may carry ``metadata`` with ``choices`` (allowed values), ``min`` / ``max``
-(inclusive bounds) and ``doc``. ``load_dataclass`` refuses unknown keys, wrong types and values out of
-range with a :class:`ConfigError` naming the key, the file and what is allowed.
+(inclusive bounds) and ``doc``. ``load_dataclass`` refuses unknown keys, missing required keys, wrong types
+and values out of range with a :class:`ConfigError` naming the key, the file and what is allowed.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ def _type_name(tp: Any) -> str:
     if origin is tuple:
         args = typing.get_args(tp)
         return f"list of {_type_name(args[0])}" if args else "list"
+    if origin is dict:
+        args = typing.get_args(tp)
+        return f"mapping of {_type_name(args[1])}" if args else "mapping"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -60,6 +63,12 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
         args = typing.get_args(tp)
         item_tp = args[0] if args else Any
         return tuple(_convert(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise bad
+        args = typing.get_args(tp)
+        item_tp = args[1] if args else Any
+        return {k: _convert(v, item_tp, f"{key}.{k}", source) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise bad
@@ -111,6 +120,10 @@ def load_dataclass(cls: type[T], data: dict[str, Any], source: str = "<config>",
         raise ConfigError(
             f"{source}: unknown key(s) {[prefix + k for k in unknown]}; allowed keys: {sorted(prefix + k for k in fields)}"
         )
+    missing = [prefix + k for k, f in fields.items() if k not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{source}: missing key(s) {missing}")
     kwargs = {}
     for name, value in data.items():
         key = prefix + name

@@ -14,16 +14,35 @@ from inspector.errors import InspectorError
 log = logging.getLogger(__name__)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when present). Asking for CUDA without it is an error."""
-    if device == "auto":
+DEVICES = "auto, cpu, cuda, cuda:N"
+
+
+def parse_device(device: str, error: type[InspectorError] = InspectorError) -> tuple[str, int | None]:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` -> (kind, N or None); ``error`` for anything else.
+
+    ``error`` is InspectorError by default; the serving backends pass BackendError, the error their
+    callers (``open_backend``'s fallback among backends) handle.
+    """
+    if device in ("auto", "cpu", "cuda"):
+        return device, None
+    kind, _, index = device.partition(":")
+    if kind == "cuda" and index.isdigit():
+        return kind, int(index)
+    raise error(f"unknown device {device!r}; allowed: {DEVICES}")
+
+
+def resolve_device(device: str, error: type[InspectorError] = InspectorError) -> torch.device:
+    """The torch device of ``device`` (``parse_device``), ``auto`` being CUDA when torch sees a GPU.
+
+    Asking for CUDA without a GPU is ``error``, never a silent CPU run.
+    """
+    kind, _ = parse_device(device, error)
+    if kind == "auto":
         chosen = "cuda" if torch.cuda.is_available() else "cpu"
         log.info("device auto -> %s", chosen)
         return torch.device(chosen)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InspectorError(f"--device {device} was asked for but torch sees no CUDA GPU; use --device cpu")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise InspectorError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N, auto")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise error(f"--device {device} was asked for but torch sees no CUDA GPU; use --device cpu")
     return torch.device(device)
 
 

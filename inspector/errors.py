@@ -33,6 +33,10 @@ class CalibrationError(InspectorError):
     """A calibration cannot be made, or does not belong to this model."""
 
 
+class DecisionError(InspectorError):
+    """A frame's score or anomaly map cannot be decided on (NaN, infinity, wrong shape)."""
+
+
 class SourceError(InspectorError):
     """A camera or frame source cannot be opened or has died."""
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inspector.errors import BackendError
+
 OUTPUT_NAMES = ("score", "anomaly_map")
 INPUT_NAME = "frames"
 
@@ -26,7 +28,7 @@ class InferenceResult:
 
     def __post_init__(self) -> None:
         if self.score.ndim != 1 or self.anomaly_map.ndim != 3 or len(self.score) != len(self.anomaly_map):
-            raise ValueError(
+            raise BackendError(
                 f"InferenceResult expects score (B,) and anomaly_map (B, h, w); got {self.score.shape} and {self.anomaly_map.shape}"
             )
 

@@ -6,7 +6,6 @@ so calibration is tested on real scores without needing ``inspector export`` or 
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -14,29 +13,22 @@ import numpy as np
 import torch
 
 from inspector.bundle import build_model, load_checkpoint
+from inspector.manifest import FileRef, Manifest, OnnxEntry, save_manifest
 from inspector.model.graph import InspectionModel
 from inspector.model.preprocess import Preprocess
 from inspector.model.scoring import AnomalyScorer
 from inspector.result import InferenceResult
 from inspector.runtime.base import Backend
+from tests.manifest_support import make_manifest
 
 
 def write_manifest(bundle: Path, sha256: str, frame: tuple[int, int] = (64, 64), mask: tuple[int, int] = (64, 64),
-                   roi: list[int] | None = None) -> dict:
-    """A manifest per the agreed schema, bound to checkpoint ``sha256``."""
-    data = {
-        "schema": 1, "product": bundle.name, "created": "2025-01-01T00:00:00+00:00",
-        "checkpoint": {"path": "model.pt", "sha256": sha256},
-        "onnx": {"fp32": {"path": "model.onnx", "sha256": "0" * 64}},
-        "input": {"name": "frames", "dtype": "uint8", "shape": ["batch", *frame, 3], "layout": "NHWC", "color": "BGR"},
-        "outputs": {"score": {"dtype": "float32", "shape": ["batch"]},
-                    "anomaly_map": {"dtype": "float32", "shape": ["batch", *mask]}},
-        "frame": {"height": frame[0], "width": frame[1]}, "roi": roi, "model_size": 64, "mask_size": list(mask),
-        "normalization": {"mean": [0.5] * 3, "std": [0.5] * 3}, "max_batch": 4, "opset": 17,
-        "versions": {}, "engines": [], "fp16_decisions": {},
-    }
-    (bundle / "manifest.json").write_text(json.dumps(data, indent=2))
-    return data
+                   roi: tuple[int, int, int, int] | None = None) -> Manifest:
+    """An export manifest (fp32 ONNX entry with a fake hash) bound to checkpoint ``sha256``."""
+    m = make_manifest(bundle.name, frame=frame, mask=mask, checkpoint=FileRef("model.pt", sha256),
+                      onnx={"fp32": OnnxEntry("model.onnx", "0" * 64)}, roi=roi, opset=17)
+    save_manifest(bundle, m)
+    return m
 
 
 def copy_home(src: Path, dst: Path, product: str = "cable") -> Path:

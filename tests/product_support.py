@@ -54,11 +54,11 @@ class TorchLoader:
         self.home = home
 
     def load(self, name: str) -> Product:
-        from inspector.manifest import load_manifest, model_sha
+        from inspector.manifest import load_manifest
 
         manifest = load_manifest(bundle_dir(self.home, name))
         cal = load_calibration(self.home, name, manifest)
-        return Product(name, TorchFrames(model_path(self.home, name), FRAME_HW), cal, model_sha(manifest), None,
+        return Product(name, TorchFrames(model_path(self.home, name), FRAME_HW), cal, manifest.model_sha, None,
                        FRAME_HW, manifest)
 
     def reload_calibration(self, product: Product) -> Product:

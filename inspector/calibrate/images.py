@@ -14,11 +14,11 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
+from inspector.bundle import Checkpoint
 from inspector.data.dataset import Sample, fingerprint, load_dataset, read_image, read_mask
 from inspector.errors import CalibrationError, DataError
 from inspector.runtime.base import Backend
@@ -38,7 +38,7 @@ class Scored:
     masks: np.ndarray | None
     has_mask: np.ndarray
     frame: tuple[int, int]  # (H, W) the backend accepts
-    roi: list[int] | None = None  # [x, y, w, h] of the frame the maps cover (None: all of it)
+    roi: tuple[int, int, int, int] | None = None  # (x, y, w, h) of the frame the maps cover (None: all of it)
     resized: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -51,9 +51,10 @@ def _names(samples: list[Sample], limit: int = 20) -> str:
     return shown + (f" ... and {len(samples) - limit} more" if len(samples) > limit else "")
 
 
-def holdout_samples(payload_data: dict[str, Any], holdout: dict[str, str], required: bool) -> list[Sample]:
-    """The held-out good images of a checkpoint, found by fingerprint under its recorded data root."""
-    root = Path(payload_data["root"])
+def holdout_samples(root: str | Path, holdout: dict[str, str], required: bool) -> list[Sample]:
+    """The held-out good images of a checkpoint (``holdout``: {sha256: name}), found by fingerprint under
+    ``root``, its recorded data root."""
+    root = Path(root)
     if not holdout:
         if required:
             raise CalibrationError(
@@ -90,14 +91,14 @@ def reviewed_samples(home: str | Path | None, product: str) -> list[Sample]:
             for r in reviews]
 
 
-def gather(ckpt_payload: dict[str, Any], train_fps: dict[str, str], holdout_fps: dict[str, str],
-           data: str | Path | None, extra: list[Sample] | None = None) -> tuple[list[Sample], list[str]]:
-    """Calibration images (held-out first, then --data, then ``extra``, e.g. reviewed ones), de-duplicated by
-    fingerprint, and their fingerprints.
+def gather(ckpt: Checkpoint, data: str | Path | None, extra: list[Sample] | None = None
+           ) -> tuple[list[Sample], list[str]]:
+    """Calibration images (the checkpoint's held-out ones first, then --data, then ``extra``, e.g. reviewed
+    ones), de-duplicated by fingerprint, and their fingerprints.
 
     Raises CalibrationError naming every image that the model trained on.
     """
-    samples = holdout_samples(ckpt_payload["data"], holdout_fps, required=data is None and not extra)
+    samples = holdout_samples(ckpt.data.root, ckpt.fingerprints("holdout"), required=data is None and not extra)
     if data is not None:
         ds = load_dataset(data)
         log.info("--data %s", ds.summary())
@@ -110,7 +111,7 @@ def gather(ckpt_payload: dict[str, Any], train_fps: dict[str, str], holdout_fps:
             seen.add(fp)
             out.append(s)
             fps.append(fp)
-    refuse_overlap(out, fps, train_fps, "the model was trained on them")
+    refuse_overlap(out, fps, ckpt.fingerprints("train"), "the model was trained on them")
     return out, fps
 
 
@@ -130,7 +131,7 @@ def _fit_frame(img: np.ndarray, frame: tuple[int, int], resized: Counter) -> np.
     return cv2.resize(img, (w, h), interpolation=interp)
 
 
-def _mask(sample: Sample, frame: tuple[int, int], roi: list[int] | None, size: tuple[int, int]) -> np.ndarray | None:
+def _mask(sample: Sample, frame: tuple[int, int], roi: tuple[int, ...] | None, size: tuple[int, int]) -> np.ndarray | None:
     """The sample's mask aligned with the anomaly map: to frame size, ROI crop, then map size."""
     if sample.label == 0:
         return np.zeros(size, dtype=bool)
@@ -145,7 +146,7 @@ def _mask(sample: Sample, frame: tuple[int, int], roi: list[int] | None, size: t
     return cv2.resize(m.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0
 
 
-def score(backend: Backend, samples: list[Sample], fps: list[str], roi: list[int] | None = None,
+def score(backend: Backend, samples: list[Sample], fps: list[str], roi: tuple[int, int, int, int] | None = None,
           keep_maps: bool = True) -> Scored:
     """Run every sample through ``backend`` in batches of its ``max_batch``; masks aligned with the maps."""
     if not samples:

@@ -8,7 +8,7 @@ Decision rule: an image FAILS iff ``score >= image_threshold``; defect regions a
 components of ``anomaly_map >= pixel_threshold`` with at least ``min_region_area`` pixels at the map's
 resolution (``mask_size``). See :mod:`inspector.calibrate.thresholds`.
 
-A record whose ``model_sha256`` differs from the bundle's model (``manifest.model_sha``) is refused:
+A record whose ``model_sha256`` differs from the bundle's model (``Manifest.model_sha``) is refused:
 a threshold is only meaningful for the exact model whose scores it was fitted to. Saving over an
 existing record first renames the old one to ``<product>.<its creation time>.yaml``.
 """
@@ -27,6 +27,8 @@ import yaml
 from inspector.bundle import check_product, home_dir
 from inspector.config import load_dataclass, read_yaml, to_dict
 from inspector.errors import CalibrationError, ConfigError
+from inspector.files import write_text_atomic
+from inspector.manifest import Manifest
 
 SCHEMA = 1
 POLICIES = ("conformal", "f1", "cost", "escape")
@@ -122,19 +124,12 @@ def report_path(home: str | Path | None, product: str) -> Path:
     return calibration_dir(home) / f"{check_product(product)}.report.png"
 
 
-def normalized_score(score: float | np.ndarray, record: CalibrationRecord) -> float | np.ndarray:
-    """``score / image_threshold``: 1.0 is the pass/fail line, whatever the model's score scale."""
-    if isinstance(score, np.ndarray):
-        return score.astype(np.float64) / record.image_threshold
-    return float(score) / record.image_threshold
-
-
 def record_from_dict(data: dict[str, Any], source: str) -> CalibrationRecord:
     """Strictly build a record from parsed YAML; ConfigError names the key and the file."""
     return load_dataclass(CalibrationRecord, data, source)
 
 
-def load_calibration(home: str | Path | None, product: str, manifest: dict | None = None) -> CalibrationRecord:
+def load_calibration(home: str | Path | None, product: str, manifest: Manifest | None = None) -> CalibrationRecord:
     """Load ``<home>/calibration/<product>.yaml``; with ``manifest``, refuse a record for another model."""
     path = calibration_path(home, product)
     if not path.is_file():
@@ -148,9 +143,7 @@ def load_calibration(home: str | Path | None, product: str, manifest: dict | Non
     if record.product != product:
         raise CalibrationError(f"{path} is the calibration of product '{record.product}', not '{product}'")
     if manifest is not None:
-        from inspector.manifest import model_sha
-
-        sha = model_sha(manifest)
+        sha = manifest.model_sha
         if record.model_sha256 != sha:
             raise CalibrationError(
                 f"{path} was made for model {record.model_sha256[:12]}, but the bundle's model is {sha[:12]}; "
@@ -202,7 +195,5 @@ def save_calibration(record: CalibrationRecord, path: Path) -> Path | None:
     archived = archive_previous(path)
     text = HEADER.format(schema=record.schema, product=record.product, model=record.model_sha256)
     text += yaml.safe_dump(to_dict(record), sort_keys=False, default_flow_style=None, width=110)
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
     return archived

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from inspector.calibrate import rule
 from inspector.calibrate.record import CalibrationRecord
 from inspector.data.dataset import read_image
 from inspector.evaluate.overlay import draw_mask_outline, overlay
@@ -55,8 +56,8 @@ def _roc(ax, record: CalibrationRecord, good: np.ndarray, bad: np.ndarray) -> No
     s = np.r_[good, bad].astype(np.float64)
     fpr, tpr, _ = roc_curve(y, s)
     ax.plot(fpr, tpr, color="tab:blue", label=f"AUROC {roc_auc_score(y, s):.3f}")
-    op_fpr = float((good >= record.image_threshold).mean())
-    op_tpr = float((bad >= record.image_threshold).mean())
+    op_fpr = float(rule.fails(good, record.image_threshold).mean())
+    op_tpr = float(rule.fails(bad, record.image_threshold).mean())
     ax.plot([op_fpr], [op_tpr], "ko", label=f"operating point\nFRR {op_fpr:.3f}, escape {1 - op_tpr:.3f}")
     ax.plot([0, 1], [0, 1], color="0.7", lw=0.8)
     ax.set_xlabel("false-reject rate (good images failed)")
@@ -119,7 +120,7 @@ def write_report(path: Path, record: CalibrationRecord, scored: Scored) -> Path:
         over = overlay(img, scored.maps[i], vmin, vmax)
         if scored.has_mask[i] and s.label == 1:
             over = draw_mask_outline(over, scored.masks[i])
-        verdict = "FAIL" if scored.scores[i] >= record.image_threshold else "pass"
+        verdict = "FAIL" if rule.fails(scored.scores[i], record.image_threshold) else "pass"
         ax.imshow(cv2.cvtColor(over, cv2.COLOR_BGR2RGB))
         ax.set_title(f"{s.defect_type} {s.path.name}\nscore {scored.scores[i]:.4g} -> {verdict}", fontsize=8)
         ax.set_axis_off()

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from inspector.bundle import bundle_dir, load_checkpoint, model_path
+from inspector.bundle import Checkpoint, bundle_dir, load_checkpoint, model_path
+from inspector.calibrate import rule
 from inspector.calibrate import thresholds as th
 from inspector.calibrate.images import Scored, gather, refuse_overlap, reviewed_samples, score
 from inspector.calibrate.record import (
@@ -102,13 +103,13 @@ def fit_image(policy: Policy, good: np.ndarray, bad: np.ndarray) -> tuple[float,
     """(image threshold, expected FRR, expected escape rate or None) for ``policy``."""
     if policy.name == "conformal":
         q = th.conformal_quantile(good, policy.target_frr)
-        n_fail = int(th.fails(good, q.threshold).sum())
+        n_fail = int(rule.fails(good, q.threshold).sum())
         frr = rate(n_fail, q.n, f"conformal: a new good image fails with probability (n+1-k)/(n+1) = "
                    f"{q.n + 1 - q.rank}/{q.n + 1} <= {policy.target_frr:g} (k={q.rank}, n={q.n}); the interval is "
                    f"Clopper-Pearson on the {n_fail} of {q.n} calibration images that fail", q.expected_rate)
         esc = None
         if bad.size:
-            n_esc = int((~th.fails(bad, q.threshold)).sum())
+            n_esc = int((~rule.fails(bad, q.threshold)).sum())
             esc = rate(n_esc, bad.size, "count of defective images passing a threshold fitted on good images only")
         return q.threshold, frr, esc
 
@@ -157,15 +158,15 @@ def calibrate(product: str, home: str | Path | None = None, data: str | Path | N
     ``backend`` is a backend name for :func:`inspector.runtime.open_backend` or an open Backend (which
     the caller keeps ownership of). ``reviewed`` adds the operators' reviews of rejects (inspector.reviews).
     """
-    from inspector.manifest import load_manifest, model_sha
+    from inspector.manifest import load_manifest
 
     policy = policy or Policy()
     policy.validate()
     ckpt = load_checkpoint(model_path(home, product))
     manifest = load_manifest(bundle_dir(home, product))
-    if model_sha(manifest) != ckpt.sha256:
+    if manifest.model_sha != ckpt.sha256:
         raise CheckpointError(
-            f"the export manifest of '{product}' belongs to model {model_sha(manifest)[:12]}, but model.pt is "
+            f"the export manifest of '{product}' belongs to model {manifest.model_sha[:12]}, but model.pt is "
             f"{ckpt.sha256[:12]}; re-run `inspector export --product {product}` first"
         )
     extra = reviewed_samples(home, product) if reviewed else []
@@ -175,9 +176,9 @@ def calibrate(product: str, home: str | Path | None = None, data: str | Path | N
         n_good = len(ckpt.fingerprints("holdout")) + sum(s.label == 0 for s in extra)
         th.require_samples(n_good, policy.target_frr,
                            "held-out and reviewed good images" if extra else "held-out good images")
-    samples, fps = gather(ckpt.payload, ckpt.fingerprints("train"), ckpt.fingerprints("holdout"), data, extra)
+    samples, fps = gather(ckpt, data, extra)
     with _opened(backend, home, product, device, threads) as be:
-        scored = score(be, samples, fps, manifest.get("roi"))
+        scored = score(be, samples, fps, manifest.roi_box)
         described = be.describe()
     labels = scored.labels
     good, bad = scored.scores[labels == 0], scored.scores[labels == 1]
@@ -187,15 +188,15 @@ def calibrate(product: str, home: str | Path | None = None, data: str | Path | N
     image_thr, frr, esc = fit_image(policy, good, bad)
     pixel_thr, pixel_kind, area = fit_pixels(policy, scored)
     now = datetime.now(UTC).replace(microsecond=0)
-    onnx = {k: v.get("sha256") for k, v in (manifest.get("onnx") or {}).items() if isinstance(v, dict)}
+    onnx = {k: v.sha256 for k, v in manifest.onnx.items()}
     record = CalibrationRecord(
         id=f"{product}-{now.strftime('%Y%m%dT%H%M%SZ')}", product=product, created=now.isoformat(),
-        model_sha256=model_sha(manifest), onnx_sha256=onnx, policy=policy.name,
+        model_sha256=manifest.model_sha, onnx_sha256=onnx, policy=policy.name,
         parameters=_parameters(policy), image_threshold=float(image_thr), pixel_threshold=float(pixel_thr),
         pixel_policy=pixel_kind, min_region_area=int(area), mask_size=tuple(int(v) for v in scored.maps.shape[1:]),
         n_good=int(good.size), n_defective=int(bad.size), good_scores=ScoreStats.of(good),
         defective_scores=ScoreStats.of(bad) if bad.size else None, expected_frr=frr, expected_escape=esc,
-        backend=_plain(described), versions=versions(), data=_data_info(ckpt.payload, data, scored, extra),
+        backend=_plain(described), versions=versions(), data=_data_info(ckpt, data, scored, extra),
     )
     path = calibration_path(home, product)
     archived = save_calibration(record, path)
@@ -217,11 +218,11 @@ def _parameters(policy: Policy) -> dict[str, Any]:
     return out
 
 
-def _data_info(payload: dict[str, Any], data: str | Path | None, scored: Scored,
+def _data_info(ckpt: Checkpoint, data: str | Path | None, scored: Scored,
                reviewed: list | None = None) -> dict[str, Any]:
     used = [s for s in reviewed or () if s.path in {t.path for t in scored.samples}]  # after de-duplication
     return {
-        "holdout_root": payload["data"]["root"],
+        "holdout_root": ckpt.data.root,
         "extra": str(Path(data).resolve()) if data is not None else None,
         # Reviews by operators (inspector station): how many of each verdict this calibration includes.
         "reviewed": None if not reviewed else {
@@ -282,7 +283,7 @@ def check(product: str, data: str | Path, home: str | Path | None = None, backen
         scored = score(be, samples, fps, keep_maps=False)
         described = be.describe()
     labels = scored.labels
-    fail = th.fails(scored.scores, record.image_threshold)
+    fail = rule.fails(scored.scores, record.image_threshold)
     n_good, n_bad = int((labels == 0).sum()), int((labels == 1).sum())
     out: dict[str, Any] = {
         "product": product, "calibration": record.id, "data": str(Path(data).resolve()),

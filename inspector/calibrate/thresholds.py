@@ -1,8 +1,9 @@
 """Pure threshold fitting: conformal quantiles, Clopper-Pearson intervals, F1/cost/escape optima, pixels.
 
-Decision rule everywhere (the daemon uses the same): an image FAILS iff ``score >= image_threshold``; a
-defect region is a connected component (8-connectivity) of ``anomaly_map >= pixel_threshold`` whose
-area is at least ``min_region_area`` pixels at the map's resolution.
+The decision rule these thresholds are fitted for is written once, in :mod:`inspector.calibrate.rule`
+(the daemon applies the same module): an image FAILS iff ``score >= image_threshold``; a defect region is
+a connected component (8-connectivity) of ``anomaly_map >= pixel_threshold`` whose area is at least
+``min_region_area`` pixels at the map's resolution.
 
 Scores are the model's raw anomaly scores (unitless, larger = more anomalous). Rates are fractions in
 [0, 1]: the false-reject rate (FRR) is the share of good images that fail, the escape rate the share
@@ -23,9 +24,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from inspector.calibrate import rule
 from inspector.errors import CalibrationError
 
 # (n+1)(1-alpha) is often an integer in exact arithmetic (n=9, alpha=0.1) but lands a hair above it in
@@ -112,11 +113,6 @@ def clopper_pearson(x: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     lo = 0.0 if x == 0 else float(beta.ppf(a, x, n - x + 1))
     hi = 1.0 if x == n else float(beta.ppf(1 - a, x + 1, n - x))
     return lo, hi
-
-
-def fails(scores: np.ndarray, threshold: float) -> np.ndarray:
-    """The image decision: bool array, True where ``score >= threshold``."""
-    return np.asarray(scores) >= threshold
 
 
 # --- policies that need defective images --------------------------------------------------------
@@ -249,26 +245,13 @@ def pixel_f1_threshold(maps: np.ndarray, masks: np.ndarray, max_candidates: int 
     return f1_threshold(maps[~masks], maps[masks], max_candidates)
 
 
-def largest_region(anomaly_map: np.ndarray, pixel_threshold: float) -> int:
-    """Area in pixels of the largest 8-connected component of ``anomaly_map >= pixel_threshold``."""
-    binary = (np.asarray(anomaly_map) >= pixel_threshold).astype(np.uint8)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    return int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0
-
-
-def regions(anomaly_map: np.ndarray, pixel_threshold: float, min_area: int) -> list[tuple[int, int, int, int, int]]:
-    """Defect regions of one ``(h, w)`` map: ``(x, y, w, h, area)`` boxes of components >= ``min_area`` px."""
-    binary = (np.asarray(anomaly_map) >= pixel_threshold).astype(np.uint8)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    return [tuple(int(v) for v in stats[i, :5]) for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_area]
-
-
 def min_region_area(good_maps: np.ndarray, pixel_threshold: float, alpha: float) -> int:
     """Smallest region area that good images exceed with probability <= ``alpha`` (conformal).
 
     The largest above-threshold component of each good map is noise by definition; the area is one more
     than the conformal quantile of those sizes, and at least 1. Needs as many images as the image threshold.
     """
-    areas = np.array([largest_region(m, pixel_threshold) for m in np.asarray(good_maps)], dtype=np.float64)
+    areas = np.array([rule.components(m, pixel_threshold).largest_area() for m in np.asarray(good_maps)],
+                     dtype=np.float64)
     q = conformal_quantile(areas, alpha, what="good images (for the minimum region area)")
     return int(q.value) + 1

@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     except InspectorError as e:
         print(f"inspector {args.verb}: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # a path the user gave cannot be read or written: their error, not a crash
+        print(f"inspector {args.verb}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"inspector {args.verb}: interrupted", file=sys.stderr)
         return 130

@@ -7,8 +7,10 @@ import argparse
 
 from inspector.cli.common import add_home, add_product
 from inspector.cli.export import size_arg
+from inspector.runtime import BACKEND_NAMES, PRECISION_CHOICES
 
-BENCH_BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime", "onnxruntime-standard", "torch-eager")
+# The serving backends, plus onnxruntime on the standard graph and torch eager on the CPU.
+BENCH_BACKENDS = (*BACKEND_NAMES, "onnxruntime-standard", "torch-eager")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frame", type=size_arg, metavar="WxH", help="frame size (default: the exported one)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch and onnxruntime (default: theirs)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"),
+    p.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                    help="default auto (int8: onnxruntime on the CPU, after export --int8)")
     p.add_argument("--no-spin", action="store_true",
                    help="onnxruntime: idle worker threads sleep instead of spinning (what the daemon runs)")
@@ -98,15 +100,15 @@ def _bundle_home(args: argparse.Namespace, tmp, log) -> str | None:
     from inspector.bundle import bundle_dir, home_dir
     from inspector.errors import CheckpointError
     from inspector.export.run import ExportOptions, export
-    from inspector.manifest import frame_shape, load_manifest
+    from inspector.manifest import INT8, load_manifest
 
     src = bundle_dir(args.home, args.product)
     try:
         manifest = load_manifest(src)
     except CheckpointError:
         manifest = None
-    if manifest is not None and (args.frame is None or frame_shape(manifest) == args.frame) \
-            and args.batch <= manifest["max_batch"]:
+    if manifest is not None and (args.frame is None or manifest.frame_shape == args.frame) \
+            and args.batch <= manifest.max_batch:
         return args.home
     if not (src / "model.pt").is_file():
         from inspector.bundle import load_checkpoint
@@ -118,12 +120,12 @@ def _bundle_home(args: argparse.Namespace, tmp, log) -> str | None:
     dst.mkdir(parents=True)
     os.symlink(src / "model.pt", dst / "model.pt")
     opts = ExportOptions(
-        frame=args.frame or (frame_shape(manifest) if manifest else None),
-        roi=tuple(manifest["roi"]) if manifest and manifest.get("roi") else None,
-        mask_size=tuple(manifest["mask_size"]) if manifest else None,
-        max_batch=max(args.batch, manifest["max_batch"] if manifest else 1),
-        fp16=bool(manifest and "fp16" in manifest["onnx"]) or args.precision == "fp16",
-        int8=bool(manifest and "int8" in manifest["onnx"]) or args.precision == "int8",
+        frame=args.frame or (manifest.frame_shape if manifest else None),
+        roi=manifest.roi_box if manifest else None,
+        mask_size=manifest.mask_shape if manifest else None,
+        max_batch=max(args.batch, manifest.max_batch if manifest else 1),
+        fp16=bool(manifest and "fp16" in manifest.onnx) or args.precision == "fp16",
+        int8=bool(manifest and INT8 in manifest.onnx) or args.precision == INT8,
     )
     export(args.product, tmp, opts)
     return str(home_dir(tmp))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from inspector.cli.common import add_home, add_product
+from inspector.export import DEFAULT_MAX_BATCH, DEFAULT_OPSET, LAYERNORM_CHOICES, MIN_OPSET
 
 
 def size_arg(text: str) -> tuple[int, int]:
@@ -44,10 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--roi", type=roi_arg, metavar="x,y,w,h", help="region of the frame to inspect (default: all)")
     p.add_argument("--mask-size", type=size_arg, metavar="WxH",
                    help="size of the returned anomaly map (default: the model's input size)")
-    p.add_argument("--max-batch", type=int, default=32, metavar="N", help="largest batch (default 32)")
-    p.add_argument("--layernorm", choices=("auto", "fp32", "fp16"), default="auto",
+    p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, metavar="N",
+                   help=f"largest batch (default {DEFAULT_MAX_BATCH})")
+    p.add_argument("--layernorm", choices=LAYERNORM_CHOICES, default="auto",
                    help="LayerNorm precision in the fp16 graph (default auto: float32 if float16 could overflow)")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset, at least 17 (default 18)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help=f"ONNX opset, at least {MIN_OPSET} (default {DEFAULT_OPSET})")
     p.add_argument("--int8", action="store_true",
                    help="also write model.int8.onnx (int8 MatMul weights; onnxruntime on the CPU, which then "
                    "prefers it)")
@@ -61,24 +64,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from inspector.bundle import bundle_dir
     from inspector.export.run import ExportOptions, export
+    from inspector.manifest import FUSED, manifest_path
 
     opts = ExportOptions(frame=args.frame, roi=args.roi, mask_size=args.mask_size, max_batch=args.max_batch,
                          fp16=args.fp16, layernorm=args.layernorm, opset=args.opset, verify=not args.no_verify,
                          ort_graph=not args.no_ort_graph, int8=args.int8)
     m = export(args.product, args.home, opts)
     bundle = bundle_dir(args.home, args.product)
-    f = m["frame"]
-    print(f"exported {args.product}: frames uint8 [1..{m['max_batch']}, {f['height']}, {f['width']}, 3] BGR -> "
-          f"score [B], anomaly_map [B, {m['mask_size'][0]}, {m['mask_size'][1]}] (opset {m['opset']})")
-    for precision, entry in m["onnx"].items():
-        check = (m.get("verification") or {}).get(precision)
-        note = f", ONNX Runtime vs torch: max map diff {check['max_map_diff_rel']:.1e} x range" if check else ""
-        print(f"  {precision}: {bundle / entry['path']}{note}")
-    ort = m.get("ort_graph") or {}
-    if ort and not ort.get("written"):
-        print(f"  fp32-ort: not written ({ort.get('reason')})")
-    if m.get("fp16_decisions"):
-        d = m["fp16_decisions"]
-        print(f"  fp16: LayerNorm in {d['layernorm']} ({d['layernorm_reason']})")
-    print(f"manifest: {bundle / 'manifest.json'}")
+    (h, w), (mh, mw) = m.frame_shape, m.mask_shape
+    print(f"exported {args.product}: frames uint8 [1..{m.max_batch}, {h}, {w}, 3] BGR -> "
+          f"score [B], anomaly_map [B, {mh}, {mw}] (opset {m.opset})")
+    checks = m.verification.checks if m.verification else {}
+    for key, entry in m.onnx.items():
+        check = checks.get(key)
+        note = f", ONNX Runtime vs torch: max map diff {check.max_map_diff_rel:.1e} x range" if check else ""
+        print(f"  {key}: {bundle / entry.path}{note}")
+    if m.ort_graph and not m.ort_graph.written:
+        print(f"  {FUSED}: not written ({m.ort_graph.reason})")
+    if m.fp16_decisions:
+        print(f"  fp16: LayerNorm in {m.fp16_decisions.layernorm} ({m.fp16_decisions.layernorm_reason})")
+    print(f"manifest: {manifest_path(bundle)}")
     return 0

@@ -60,7 +60,9 @@ def result_line(r: Result) -> str:
     if r.decision == "ERROR":
         body = f"ERROR {r.error}"
     else:
-        regions = f", {len(r.regions)} region{'s' if len(r.regions) != 1 else ''}" if r.regions else ""
+        peak = r.regions and all(g.kind == "peak" for g in r.regions)
+        regions = "" if not r.regions else (", at its peak (no region above the pixel threshold)" if peak else
+                                            f", {len(r.regions)} region{'s' if len(r.regions) != 1 else ''}")
         body = f"{r.decision:<4} score {r.score:.4f} ({r.normalized_score:.2f}x threshold){regions}"
     part = f" part {r.part_id}" if r.part_id else ""
     fid = "-" if r.frame_id is None else r.frame_id
@@ -110,9 +112,15 @@ def draw_overlay(r: Result, mask_png: bytes | None, frame: np.ndarray | None) ->
         tint = img.copy()
         tint[m > 0] = (0, 0, 255)
         img = cv2.addWeighted(img, 0.55, tint, 0.45, 0)
+    thick = max(1, img.shape[1] // 400)
     for reg in r.regions:
         x, y, bw, bh = reg.bbox
-        cv2.rectangle(img, (x, y), (x + bw - 1, y + bh - 1), (0, 255, 255), max(1, img.shape[1] // 400))
+        # A defect region in yellow; the peak of a FAIL that has no region above the pixel threshold in
+        # orange, labelled, so an operator never takes it for a measured defect outline.
+        cv2.rectangle(img, (x, y), (x + bw - 1, y + bh - 1), (0, 255, 255) if reg.kind == "defect" else (0, 140, 255),
+                      thick)
+        if reg.kind == "peak":
+            cv2.putText(img, "peak", (x, max(10, y - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 140, 255), 1, cv2.LINE_AA)
     score = "" if r.score is None else f" {r.normalized_score:.2f}x"
     label = f"#{r.frame_id} {r.decision}{score}"
     scale = max(0.4, img.shape[1] / 700)

@@ -43,7 +43,7 @@ class ControlClient:
         s = sockets.req_socket(self.ctx)
         if self.curve:
             auth.make_client(s, *self.curve)
-        s.connect(self.endpoint)
+        sockets.connect(s, self.endpoint)
         return s
 
     def request(self, cmd: str, **args: Any) -> dict[str, Any]:
@@ -90,7 +90,7 @@ class Subscriber:
         if curve:
             auth.make_client(self.sock, *curve)
         for ep in [endpoints] if isinstance(endpoints, str) else endpoints:
-            self.sock.connect(ep)
+            sockets.connect(self.sock, ep)
         self.bad = 0
 
     def recv(self, timeout_ms: int = 1000) -> tuple[Message, bytes | None] | None:

@@ -18,7 +18,6 @@ A corrupt or unreadable file is an error naming it, never skipped.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import cv2
 import numpy as np
 
 from inspector.errors import DataError
+from inspector.files import sha256_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".jp2")
 MASK_DIRS = ("masks", "mask", "ground_truth")
@@ -173,11 +173,7 @@ def read_mask(path: str | Path | None, size: tuple[int, int]) -> np.ndarray:
 
 def fingerprint(path: str | Path) -> str:
     """sha256 of a file's bytes: identifies an image independently of its name or location."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def split_holdout(samples: tuple[Sample, ...], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:

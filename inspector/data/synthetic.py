@@ -23,6 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inspector.errors import DataError
+
 DEFECT_TYPES = (
     "missing_wire",
     "swapped_wires",
@@ -40,6 +42,8 @@ SHEATH = (150, 150, 155)
 FILLER = (205, 205, 200)
 BACKGROUND = (40, 38, 36)
 
+
+MIN_SIZE = 32  # pixels: below this the wires and their defects are a few pixels wide
 
 def _geometry(rng: np.random.Generator, size: int) -> dict:
     c = size / 2 + rng.normal(0, size * 0.008, 2)
@@ -126,7 +130,7 @@ def inject(img: np.ndarray, g: dict, kind: str, rng: np.random.Generator) -> tup
         col = tuple(int(c) for c in np.clip(np.array(g["colors"][k]) + rng.choice([-1, 1], 3) * 70, 0, 255))
         _redraw_wire(out, g, k, col)
     else:
-        raise ValueError(f"unknown defect type {kind!r}; known: {DEFECT_TYPES}")
+        raise DataError(f"unknown defect type {kind!r}; known: {DEFECT_TYPES}")
     diff = np.abs(out.astype(np.int16) - before.astype(np.int16)).max(axis=2)
     mask = (diff > 25).astype(np.uint8) * 255
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
@@ -151,6 +155,11 @@ def write_product(
     seed: int = 0,
 ) -> Path:
     """Write a synthetic product in the MVTec AD layout under ``root`` and return ``root``."""
+    if size < MIN_SIZE:
+        raise DataError(f"a synthetic image side of {size} px is too small to draw the cable; at least {MIN_SIZE}")
+    if min(n_train, n_test_good, n_test_per_defect) < 0:
+        raise DataError(f"image counts must be >= 0; got train={n_train}, test good={n_test_good}, "
+                        f"per defect={n_test_per_defect}")
     root = Path(root)
     rng = np.random.default_rng(seed)
     (root / "train" / "good").mkdir(parents=True, exist_ok=True)

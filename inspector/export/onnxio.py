@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,8 @@ import numpy as np
 import torch
 
 from inspector.errors import ExportError
+from inspector.files import staged_file
+from inspector.manifest import OnnxCheck
 from inspector.result import INPUT_NAME, OUTPUT_NAMES
 
 
@@ -32,7 +32,6 @@ def export_onnx(module: torch.nn.Module, path: Path, sample: torch.Tensor, max_b
     """
     if len(sample) < 2:
         raise ExportError("export needs a sample batch of at least 2 frames")
-    path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     try:
         with staged_file(path) as tmp, torch.no_grad(), warnings.catch_warnings(), \
@@ -46,20 +45,6 @@ def export_onnx(module: torch.nn.Module, path: Path, sample: torch.Tensor, max_b
             )
     except Exception as e:  # noqa: BLE001 - any exporter failure is an ExportError naming the model
         raise ExportError(f"ONNX export to {path} failed: {type(e).__name__}: {e}") from e
-
-
-@contextlib.contextmanager
-def staged_file(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path``: moved onto ``path`` when the block ends without an error, removed
-    otherwise, so a failed write never leaves a half-written file behind."""
-    fd, name = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -78,10 +63,10 @@ def quiet_loggers(*names: str, level: int = logging.WARNING) -> Iterator[None]:
 
 
 @torch.no_grad()
-def verify_onnx(path: Path, reference: torch.nn.Module, frames: torch.Tensor, tolerance: float) -> dict[str, Any]:
+def verify_onnx(path: Path, reference: torch.nn.Module, frames: torch.Tensor, tolerance: float) -> OnnxCheck:
     """Run ``path`` in ONNX Runtime (CPU) at batch 1 and ``len(frames)``; compare with ``reference``.
 
-    Returns the worst relative map difference and the score difference. ExportError when the ONNX graph
+    Returns the worst relative map and score differences. ExportError when the ONNX graph
     disagrees by more than ``tolerance`` x the map's range, or its output shapes are wrong.
     """
     try:
@@ -106,5 +91,5 @@ def verify_onnx(path: Path, reference: torch.nn.Module, frames: torch.Tensor, to
     if not np.isfinite(worst_map) or worst_map > tolerance:
         raise ExportError(f"{path}: ONNX Runtime and torch disagree: max map difference {worst_map:.2e} x the map "
                           f"range (allowed {tolerance:.0e})")
-    return {"max_map_diff_rel": worst_map, "max_score_diff_rel": worst_score, "frames": len(frames),
-            "onnxruntime": ort.__version__}
+    return OnnxCheck(max_map_diff_rel=worst_map, max_score_diff_rel=worst_score, frames=len(frames),
+                     onnxruntime=ort.__version__)

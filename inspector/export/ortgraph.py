@@ -30,19 +30,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from inspector.errors import ExportError
-from inspector.export.onnxio import export_onnx, quiet_loggers, staged_file, verify_onnx
-from inspector.model.adtr import Attention
-from inspector.model.weights import sha256_file
+from inspector.export.onnxio import export_onnx, quiet_loggers, verify_onnx
+from inspector.files import sha256_file, staged_file
+from inspector.manifest import OnnxCheck, OnnxEntry, OrtGraph
+from inspector.model.adtr import Attention, multi_head_attention
 
 log = logging.getLogger(__name__)
 
 ORT_DOMAIN = "com.microsoft"
 ORT_OP = "MultiHeadAttention"
 ORT_ONNX, INT8_ONNX = "model.ort.onnx", "model.int8.onnx"
+ORT_ONLY = ("onnxruntime",)  # the consumers of both files: com.microsoft operators, int8 kernels
 # ONNX Runtime vs torch, float32 (as for the plain graph): max |map difference| relative to the map's range.
 FUSED_TOLERANCE = 1e-3
 # int8 graph vs float32 torch. Measured on bottle (cpu-quick): 6.4-6.5e-4 with 7-bit weights; 2.9e-2 with
@@ -51,14 +52,8 @@ INT8_TOLERANCE = 1e-2
 
 
 def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """Attention of projected tokens ``q (B, N, d)``, ``k, v (B, M, d)`` over ``heads`` heads -> ``(B, N, d)``."""
-    b, n, d = q.shape
-
-    def split(t: torch.Tensor) -> torch.Tensor:
-        return t.reshape(b, t.shape[1], heads, d // heads).transpose(1, 2)
-
-    y = F.scaled_dot_product_attention(split(q), split(k), split(v))
-    return y.transpose(1, 2).reshape(b, n, d).contiguous()
+    """The operator's torch implementation: the model's own attention, inference only (the schema's signature)."""
+    return multi_head_attention(q, k, v, heads)
 
 
 _OP: Any = None
@@ -139,19 +134,19 @@ def _register_schema() -> None:
 
 
 def write_fused_graph(model: nn.Module, bundle: Path, frames: torch.Tensor, max_batch: int, opset: int,
-                      verify: bool) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any] | None]:
+                      verify: bool) -> tuple[OnnxEntry | None, OrtGraph, OnnxCheck | None]:
     """Write and check ``<bundle>/model.ort.onnx`` for the float32 serving ``model`` when it has attention.
 
     The caller removes an old file first (``inspector.export.run`` does); a failed attempt leaves none.
 
-    Returns (manifest ONNX entry or None, status for the manifest's ``ort_graph``, verification or None).
+    Returns (the manifest's ONNX entry or None, its ``ort_graph`` status, the verification or None).
     Never raises: the plain ``model.onnx`` serves onnxruntime too, only a little slower, so any failure
     (an old onnx or onnxscript, say) is logged and recorded instead.
     """
     path = bundle / ORT_ONNX
     if not any(type(m) is Attention for m in model.modules()):
-        return None, {"written": False, "reason": "the model has no attention layers (mixer mlp or cnn); "
-                                                  "onnxruntime runs model.onnx"}, None
+        return None, OrtGraph(False, reason="the model has no attention layers (mixer mlp or cnn); "
+                                             "onnxruntime runs model.onnx"), None
     check = None
     try:
         fused, count = with_fused_attention(model)
@@ -161,13 +156,13 @@ def write_fused_graph(model: nn.Module, bundle: Path, frames: torch.Tensor, max_
     except Exception as e:  # noqa: BLE001 - optional file: any failure falls back to the plain graph
         path.unlink(missing_ok=True)
         log.warning("onnxruntime graph with fused attention not written (onnxruntime will run model.onnx): %s", e)
-        return None, {"written": False, "reason": f"{type(e).__name__}: {e}"}, None
-    entry = {"path": ORT_ONNX, "sha256": sha256_file(path), "consumers": ["onnxruntime"]}
-    return entry, {"written": True, "fused_attention": count, "operator": f"{ORT_DOMAIN}.{ORT_OP}"}, check
+        return None, OrtGraph(False, reason=f"{type(e).__name__}: {e}"), None
+    entry = OnnxEntry(ORT_ONNX, sha256_file(path), consumers=ORT_ONLY)
+    return entry, OrtGraph(True, fused_attention=count, operator=f"{ORT_DOMAIN}.{ORT_OP}"), check
 
 
 def write_int8_graph(source: Path, model: nn.Module, frames: torch.Tensor,
-                     verify: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+                     verify: bool) -> tuple[OnnxEntry, OnnxCheck | None]:
     """Write ``model.int8.onnx`` beside ``source`` (an exported float32 graph): its MatMuls dynamically quantised.
 
     Weights are int8 per output channel, stored at 7 bits (``reduce_range``): on AVX2 CPUs without VNNI
@@ -194,6 +189,6 @@ def write_int8_graph(source: Path, model: nn.Module, frames: torch.Tensor,
         raise ExportError(f"{INT8_ONNX} (quantised from {source.name}) was not written: {e}") from e
     except Exception as e:  # noqa: BLE001 - quantizer failures become an ExportError naming the file
         raise ExportError(f"int8 quantisation of {source} failed: {type(e).__name__}: {e}") from e
-    entry = {"path": INT8_ONNX, "sha256": sha256_file(path), "consumers": ["onnxruntime"], "from": source.name,
-             "quantization": "dynamic; MatMul weights int8 per channel (7-bit range), activations uint8 per call"}
+    entry = OnnxEntry(INT8_ONNX, sha256_file(path), consumers=ORT_ONLY, source=source.name,
+                      quantization="dynamic; MatMul weights int8 per channel (7-bit range), activations uint8 per call")
     return entry, check

@@ -29,26 +29,44 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from inspector.bundle import Checkpoint, build_inspection_model, bundle_dir, load_checkpoint, model_path
 from inspector.device import versions
-from inspector.errors import DataError, ExportError
+from inspector.errors import CheckpointError, DataError, ExportError
+from inspector.export import DEFAULT_MAX_BATCH, DEFAULT_OPSET, LAYERNORM_CHOICES, MIN_OPSET
 from inspector.export.onnxio import export_onnx, verify_onnx
 from inspector.export.ortgraph import INT8_ONNX, ORT_ONNX, write_fused_graph, write_int8_graph
-from inspector.manifest import SCHEMA, load_manifest, manifest_path, save_manifest
+from inspector.files import sha256_file
+from inspector.manifest import (
+    FUSED,
+    INT8,
+    MAX_BATCH,
+    SCHEMA,
+    EngineEntry,
+    FileRef,
+    Fp16Decisions,
+    FrameSize,
+    InputSpec,
+    Manifest,
+    OnnxCheck,
+    OnnxEntry,
+    OrtGraph,
+    Outputs,
+    TensorSpec,
+    Verification,
+    load_manifest,
+    manifest_path,
+    save_manifest,
+)
 from inspector.model.graph import GraphSpec
 from inspector.model.half import LAYERNORM_SUMSQ_LIMIT, layernorm_load, to_half
-from inspector.model.weights import sha256_file
 from inspector.result import INPUT_NAME
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 18  # >= 17 for LayerNormalization, which TensorRT maps to its normalisation layer
-DEFAULT_MAX_BATCH = 32
 FP32_ONNX, FP16_ONNX = "model.onnx", "model.fp16.onnx"
 # ONNX Runtime vs torch, float32: max |map difference| relative to the map's range.
 FP32_TOLERANCE = 1e-3
@@ -65,26 +83,41 @@ class ExportOptions:
     mask_size: tuple[int, int] | None = None  # None: the model's input size
     max_batch: int = DEFAULT_MAX_BATCH
     fp16: bool = False
-    layernorm: str = "auto"  # precision of LayerNorm in the fp16 graph: auto | fp32 | fp16
+    layernorm: str = "auto"  # precision of LayerNorm in the fp16 graph: LAYERNORM_CHOICES
     opset: int = DEFAULT_OPSET
     ort_graph: bool = True  # also write model.ort.onnx (fused attention, onnxruntime only; see ortgraph)
     int8: bool = False  # also write model.int8.onnx (int8 MatMul weights, onnxruntime on the CPU only)
     verify: bool = True
     sample_frames: int = field(default=8, metadata={"doc": "frames used for the fp16 overflow check"})
 
+    def check(self) -> None:
+        """ExportError naming the option that is out of range."""
+        if self.opset < MIN_OPSET:
+            raise ExportError(f"--opset {self.opset}: at least {MIN_OPSET} is needed (LayerNormalization)")
+        if not 1 <= self.max_batch <= MAX_BATCH:
+            raise ExportError(f"--max-batch {self.max_batch}: allowed 1..{MAX_BATCH}")
+        if self.layernorm not in LAYERNORM_CHOICES:
+            raise ExportError(f"layernorm precision {self.layernorm!r}; allowed: {', '.join(LAYERNORM_CHOICES)}")
 
-def export(product: str, home: str | Path | None = None, options: ExportOptions | None = None) -> dict[str, Any]:
+
+@dataclass
+class _Graphs:
+    """What the export wrote so far: ONNX entries and checks by manifest key, the fused graph's status, the
+    fp16 decisions."""
+
+    onnx: dict[str, OnnxEntry] = field(default_factory=dict)
+    checks: dict[str, OnnxCheck] = field(default_factory=dict)
+    ort_graph: OrtGraph | None = None
+    fp16: Fp16Decisions | None = None
+
+
+def export(product: str, home: str | Path | None = None, options: ExportOptions | None = None) -> Manifest:
     """Export ``product``'s model to ONNX under ``<home>/engines/<product>/`` and write its manifest.
 
     Returns the manifest. Raises ExportError (or CheckpointError for a missing model).
     """
     opts = options or ExportOptions()
-    if opts.opset < 17:
-        raise ExportError(f"--opset {opts.opset}: at least 17 is needed (LayerNormalization)")
-    if not 1 <= opts.max_batch <= 1024:
-        raise ExportError(f"--max-batch {opts.max_batch}: allowed 1..1024")
-    if opts.layernorm not in ("auto", "fp32", "fp16"):
-        raise ExportError(f"layernorm precision {opts.layernorm!r}; allowed: auto, fp32, fp16")
+    opts.check()
     bundle = bundle_dir(home, product)
     ckpt = load_checkpoint(model_path(home, product))
     frame = opts.frame or training_frame_size(ckpt)
@@ -97,55 +130,56 @@ def export(product: str, home: str | Path | None = None, options: ExportOptions 
     # that says "not exported" instead of a manifest naming files that were replaced or removed.
     old_engines = _old_engines(bundle)
     manifest_path(bundle).unlink(missing_ok=True)
-    onnx_entries: dict[str, dict[str, str]] = {}
-    checks: dict[str, Any] = {}
-    path = bundle / FP32_ONNX
-    export_onnx(model, path, frames[:2], opts.max_batch, opts.opset)
-    onnx_entries["fp32"] = {"path": FP32_ONNX, "sha256": sha256_file(path)}
-    if opts.verify:
-        checks["fp32"] = verify_onnx(path, model, frames[:3], FP32_TOLERANCE)
+    graphs = _Graphs()
+    _write_checked(model, model, bundle / FP32_ONNX, "fp32", frames, opts, graphs, FP32_TOLERANCE)
+    _write_ort_graphs(model, bundle, frames, opts, graphs)
+    if opts.fp16:
+        graphs.fp16 = fp16_decisions(model, frames, frames_source, opts.layernorm)
+        half = to_half(model, graphs.fp16.layernorm == "fp32")
+        _write_checked(half, model, bundle / FP16_ONNX, "fp16", frames, opts, graphs, FP16_TOLERANCE)
+    else:
+        # A stale fp16 file from an earlier export must not be mistaken for this model's.
+        (bundle / FP16_ONNX).unlink(missing_ok=True)
 
+    manifest = _manifest(ckpt, spec, opts, graphs, frames_source, old_engines)
+    save_manifest(bundle, manifest)
+    log.info("exported %s -> %s", product, ", ".join(e.path for e in graphs.onnx.values()))
+    return manifest
+
+
+def _write_checked(module: torch.nn.Module, reference: torch.nn.Module, path: Path, key: str, frames: torch.Tensor,
+                   opts: ExportOptions, graphs: _Graphs, tolerance: float) -> None:
+    """Export ``module`` to ``path`` as the manifest's ONNX ``key``, checked against ``reference`` when asked."""
+    export_onnx(module, path, frames[:2], opts.max_batch, opts.opset)
+    graphs.onnx[key] = OnnxEntry(path.name, sha256_file(path))
+    if opts.verify:
+        graphs.checks[key] = verify_onnx(path, reference, frames[:3], tolerance)
+
+
+def _write_ort_graphs(model: torch.nn.Module, bundle: Path, frames: torch.Tensor, opts: ExportOptions,
+                      graphs: _Graphs) -> None:
+    """The onnxruntime-only graphs: fused attention unless --no-ort-graph, int8 with --int8."""
     for stale in (ORT_ONNX, INT8_ONNX):  # written again below when asked for, never left from an old export
         (bundle / stale).unlink(missing_ok=True)
     if opts.ort_graph:
-        entry, ort_status, check = write_fused_graph(model, bundle, frames, opts.max_batch, opts.opset, opts.verify)
+        entry, graphs.ort_graph, check = write_fused_graph(model, bundle, frames, opts.max_batch, opts.opset,
+                                                           opts.verify)
         if entry is not None:
-            onnx_entries["fp32-ort"] = entry
+            graphs.onnx[FUSED] = entry
             if check is not None:
-                checks["fp32-ort"] = check
+                graphs.checks[FUSED] = check
     else:
-        ort_status = {"written": False, "reason": "not asked for (--no-ort-graph)"}
+        graphs.ort_graph = OrtGraph(False, reason="not asked for (--no-ort-graph)")
     if opts.int8:
-        source = bundle / onnx_entries.get("fp32-ort", onnx_entries["fp32"])["path"]
-        onnx_entries["int8"], check = write_int8_graph(source, model, frames, opts.verify)
+        source = bundle / graphs.onnx.get(FUSED, graphs.onnx["fp32"]).path
+        graphs.onnx[INT8], check = write_int8_graph(source, model, frames, opts.verify)
         if check is not None:
-            checks["int8"] = check
-
-    decisions: dict[str, Any] = {}
-    if opts.fp16:
-        decisions = fp16_decisions(model, frames, frames_source, opts.layernorm)
-        half = to_half(model, decisions["layernorm"] == "fp32")
-        path16 = bundle / FP16_ONNX
-        export_onnx(half, path16, frames[:2], opts.max_batch, opts.opset)
-        onnx_entries["fp16"] = {"path": FP16_ONNX, "sha256": sha256_file(path16)}
-        if opts.verify:
-            checks["fp16"] = verify_onnx(path16, model, frames[:3], FP16_TOLERANCE)
-    elif (bundle / FP16_ONNX).exists():
-        # A stale fp16 file from an earlier export must not be mistaken for this model's.
-        (bundle / FP16_ONNX).unlink()
-
-    manifest = _manifest(ckpt, spec, opts, onnx_entries, decisions, checks, frames_source)
-    manifest["ort_graph"] = ort_status
-    shas = {e["sha256"] for e in onnx_entries.values()}
-    manifest["engines"] = [e for e in old_engines if e.get("onnx_sha256") in shas]
-    save_manifest(bundle, manifest)
-    log.info("exported %s -> %s", product, ", ".join(e["path"] for e in onnx_entries.values()))
-    return manifest
+            graphs.checks[INT8] = check
 
 
 def training_frame_size(ckpt: Checkpoint) -> tuple[int, int]:
     """(H, W) of the product's training images, read from the checkpoint's data root; else ExportError."""
-    root = Path(ckpt.payload["data"]["root"])
+    root = Path(ckpt.data.root)
     try:
         first = _training_images(ckpt, 1)[0]
     except (DataError, IndexError) as e:
@@ -163,7 +197,7 @@ def _training_images(ckpt: Checkpoint, n: int) -> list[Path]:
     from inspector.data.dataset import load_dataset
 
     names = set(ckpt.fingerprints("train").values())
-    ds = load_dataset(ckpt.payload["data"]["root"])
+    ds = load_dataset(ckpt.data.root)
     return [s.path for s in ds.train if s.path.name in names][:n]
 
 
@@ -192,7 +226,7 @@ def sample_frames(ckpt: Checkpoint, frame: tuple[int, int], n: int) -> tuple[tor
     return torch.from_numpy(rng.integers(0, 256, (max(n, 3), h, w, 3), dtype=np.uint8)), "random frames"
 
 
-def fp16_decisions(model: torch.nn.Module, frames: torch.Tensor, source: str, layernorm: str) -> dict[str, Any]:
+def fp16_decisions(model: torch.nn.Module, frames: torch.Tensor, source: str, layernorm: str) -> Fp16Decisions:
     """Which parts of the fp16 graph stay float32, and why. LayerNorm: measured unless forced."""
     load = layernorm_load(model, frames)
     if layernorm == "auto":
@@ -202,60 +236,49 @@ def fp16_decisions(model: torch.nn.Module, frames: torch.Tensor, source: str, la
                f"{'>' if risky else '<='} {LAYERNORM_SUMSQ_LIMIT:.4g} (float16 max / 4) on {source}")
     else:
         ln, why = layernorm, "forced by --layernorm"
-    return {
-        "preprocess": "fp32",
-        "scorer": "fp32",
-        "backbone": "fp16",
-        "transformer": "fp16",
-        "layernorm": ln,
-        "layernorm_reason": why,
-        "layernorm_max_sum_sq": load["max_sum_sq"],
-        "layernorm_max_abs": load["max_abs"],
-        "outputs": "fp32",
-    }
+    return Fp16Decisions(preprocess="fp32", scorer="fp32", backbone="fp16", transformer="fp16", layernorm=ln,
+                         layernorm_reason=why, layernorm_max_sum_sq=load["max_sum_sq"],
+                         layernorm_max_abs=load["max_abs"], outputs="fp32")
 
 
-def _manifest(ckpt: Checkpoint, spec: GraphSpec, opts: ExportOptions, onnx_entries: dict, decisions: dict,
-              checks: dict, frames_source: str) -> dict[str, Any]:
+def _manifest(ckpt: Checkpoint, spec: GraphSpec, opts: ExportOptions, graphs: _Graphs, frames_source: str,
+              old_engines: tuple[EngineEntry, ...]) -> Manifest:
     h, w = spec.frame
-    mean, std = ckpt.mean_std
-    return {
-        "schema": SCHEMA,
-        "product": ckpt.product,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "checkpoint": {"path": ckpt.path.name, "sha256": ckpt.sha256},
-        "onnx": onnx_entries,
-        "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": ["batch", h, w, 3], "layout": "NHWC",
-                  "color": "BGR"},
-        "outputs": {
-            "score": {"dtype": "float32", "shape": ["batch"]},
-            "anomaly_map": {"dtype": "float32", "shape": ["batch", *spec.mask_size]},
-        },
-        "frame": {"height": h, "width": w},
-        "roi": list(spec.roi) if spec.roi else None,
-        "model_size": ckpt.preset.model.input_size,
-        "mask_size": list(spec.mask_size),
-        "normalization": {"mean": list(mean), "std": list(std)},
-        "max_batch": opts.max_batch,
-        "opset": opts.opset,
-        "exporter": "torch.onnx.export(dynamo=True)",
-        "versions": _export_versions(),
-        "verification": {**checks, "frames_source": frames_source} if checks else None,
-        "engines": [],
-        "fp16_decisions": decisions or None,
-    }
+    shas = {e.sha256 for e in graphs.onnx.values()}
+    return Manifest(
+        schema=SCHEMA,
+        product=ckpt.product,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        checkpoint=FileRef(ckpt.path.name, ckpt.sha256),
+        onnx=graphs.onnx,
+        input=InputSpec(INPUT_NAME, "uint8", ("batch", h, w, 3), "NHWC", "BGR"),
+        outputs=Outputs(score=TensorSpec("float32", ("batch",)),
+                        anomaly_map=TensorSpec("float32", ("batch", *spec.mask_size))),
+        frame=FrameSize(h, w),
+        roi=spec.roi,
+        model_size=ckpt.preset.model.input_size,
+        mask_size=tuple(spec.mask_size),
+        normalization=ckpt.normalization,
+        max_batch=opts.max_batch,
+        opset=opts.opset,
+        exporter="torch.onnx.export(dynamo=True)",
+        versions=_export_versions(),
+        verification=Verification(frames_source, graphs.checks) if graphs.checks else None,
+        # Plans built from an ONNX file identical to a new one survive the new export.
+        engines=tuple(e for e in old_engines if e.onnx_sha256 in shas),
+        fp16_decisions=graphs.fp16,
+        ort_graph=graphs.ort_graph,
+    )
 
 
-def _old_engines(bundle: Path) -> list[dict]:
-    """TensorRT plan entries of a previous export; those built from an ONNX file identical to a new one
-    survive the new export."""
+def _old_engines(bundle: Path) -> tuple[EngineEntry, ...]:
+    """TensorRT plan entries of a previous export (none when there is no readable one)."""
     if not manifest_path(bundle).is_file():
-        return []
+        return ()
     try:
-        old = load_manifest(bundle)
-    except Exception:  # noqa: BLE001 - an unreadable old manifest simply has no plans worth keeping
-        return []
-    return list(old.get("engines", []))
+        return load_manifest(bundle).engines
+    except CheckpointError:  # an unreadable old manifest simply has no plans worth keeping
+        return ()
 
 
 def _export_versions() -> dict[str, str]:

@@ -24,20 +24,20 @@ import logging
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from inspector.errors import BackendError, CheckpointError
-from inspector.manifest import add_engine, frame_shape, onnx_file, save_manifest
-from inspector.model.weights import sha256_file
+from inspector.export import DEFAULT_WORKSPACE_MIB
+from inspector.files import sha256_file, write_bytes_atomic
+from inspector.manifest import PRECISIONS, EngineEntry, Manifest, Profile, onnx_file, save_manifest
 from inspector.result import INPUT_NAME, OUTPUT_NAMES
-from inspector.runtime.common import open_bundle
+from inspector.runtime.common import batch_limit, open_bundle
 from inspector.runtime.tensorrt_backend import gpu_identity, import_tensorrt
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WORKSPACE_MIB = 4096
 MIN_TENSORRT = 10
 
 
@@ -92,7 +92,7 @@ class BuildRecipe:
     pin_layernorm_fp32: bool
 
 
-def build_recipe(tensorrt_version: str, manifest: dict[str, Any], precision: str = "fp16",
+def build_recipe(tensorrt_version: str, manifest: Manifest, precision: str = "fp16",
                  strongly_typed: bool | None = None) -> BuildRecipe:
     """Decide the build for a TensorRT version and what the export produced (pure).
 
@@ -100,28 +100,25 @@ def build_recipe(tensorrt_version: str, manifest: dict[str, Any], precision: str
     TensorRT < 10, an fp16 build without the fp16 ONNX where one is needed, or weak typing on 11+.
     """
     major = parse_version(tensorrt_version)[0]
-    product = manifest["product"]
+    product = manifest.product
     if major < MIN_TENSORRT:
         raise BackendError(f"TensorRT {tensorrt_version} is too old: {MIN_TENSORRT}.x or newer is needed "
                            "(named tensors, execute_async_v3)")
-    if precision not in ("fp16", "fp32"):
-        raise BackendError(f"unknown engine precision {precision!r}; allowed: fp16, fp32")
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown engine precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
     if major >= 11 and strongly_typed is False:
         raise BackendError(f"TensorRT {tensorrt_version} has only strongly typed networks")
     typed = major >= 11 if strongly_typed is None else strongly_typed
     if precision == "fp32":
         return BuildRecipe("fp32", "fp32", typed, False, False)
     if typed:
-        if "fp16" not in manifest["onnx"]:
+        if "fp16" not in manifest.onnx:
             raise BackendError(
                 f"an fp16 engine on TensorRT {tensorrt_version} is built from the fp16 ONNX (strongly typed, no FP16 "
                 f"flag), and {product} has none; run `inspector export --product {product} --fp16` first"
             )
         return BuildRecipe("fp16", "fp16", True, False, False)
-    decisions = manifest.get("fp16_decisions") or {}
-    # Without a measurement the float32 LayerNorm is the safe side.
-    pin = decisions.get("layernorm", "fp32") == "fp32"
-    return BuildRecipe("fp32", "fp16", False, True, pin)
+    return BuildRecipe("fp32", "fp16", False, True, manifest.layernorm_fp32)
 
 
 def timing_cache_path(bundle: Path, plan_name: str) -> Path:
@@ -139,40 +136,26 @@ def check_network_io(inputs: list[str], outputs: list[str]) -> None:
 
 def build_engine(home: str | Path | None, product: str, workspace_mib: int = DEFAULT_WORKSPACE_MIB,
                  max_batch: int | None = None, opt_batch: int | None = None, precision: str = "fp16",
-                 strongly_typed: bool | None = None, device_index: int = 0) -> dict[str, Any]:
+                 strongly_typed: bool | None = None, device_index: int = 0) -> EngineEntry:
     """Build, serialise and record the TensorRT plan of ``product`` for this GPU; returns its manifest entry."""
     trt = import_tensorrt()
     gpu, cc = gpu_identity(device_index)
     bundle = open_bundle(home, product)
     manifest = bundle.manifest
-    limit = int(manifest["max_batch"])
-    max_batch = limit if max_batch is None else max_batch
-    if not 1 <= max_batch <= limit:
-        raise BackendError(f"--max-batch {max_batch}: the ONNX was exported for 1..{limit}; export again with "
-                           f"--max-batch {max_batch} for more")
+    max_batch = batch_limit(manifest.max_batch, max_batch)
     recipe = build_recipe(trt.__version__, manifest, precision, strongly_typed)
     try:
         onnx_path = onnx_file(bundle.path, manifest, recipe.onnx_precision)
     except CheckpointError as e:
         raise BackendError(str(e)) from e
-    shapes = profile_shapes(frame_shape(manifest), max_batch, opt_batch)
+    shapes = profile_shapes(manifest.frame_shape, max_batch, opt_batch)
     plan_name = plan_filename(gpu, cc, trt.__version__)
     cache_path = timing_cache_path(bundle.path, plan_name)
 
     t0 = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    flags = 0
-    if recipe.strongly_typed:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BackendError(f"TensorRT {trt.__version__} cannot parse {onnx_path}: {errors}")
-    check_network_io([network.get_input(i).name for i in range(network.num_inputs)],
-                     [network.get_output(i).name for i in range(network.num_outputs)])
-
+    network, parser = _parse(trt, builder, logger, onnx_path, recipe.strongly_typed)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     if recipe.fp16_flag:
@@ -185,33 +168,42 @@ def build_engine(home: str | Path | None, product: str, workspace_mib: int = DEF
     config.set_timing_cache(cache, False)
 
     serialized = builder.build_serialized_network(network, config)
+    del parser  # it owns the network's weights: alive until the build is done
     if serialized is None:
         raise BackendError(f"TensorRT {trt.__version__} failed to build {onnx_path} (see its log above); "
                            f"try a larger --workspace than {workspace_mib} MiB")
     plan_path = bundle.path / plan_name
-    _write_atomic(plan_path, memoryview(serialized))
-    _write_atomic(cache_path, memoryview(config.get_timing_cache().serialize()))
-    entry = {
-        "plan": plan_name,
-        "sha256": sha256_file(plan_path),
-        "gpu": gpu,
-        "compute_capability": cc,
-        "tensorrt": trt.__version__,
-        "onnx": onnx_path.name,
-        "onnx_sha256": manifest["onnx"][recipe.onnx_precision]["sha256"],
-        **asdict(recipe),
-        "layernorms_pinned": pinned,
-        "profile": {"min": list(shapes[0]), "opt": list(shapes[1]), "max": list(shapes[2])},
-        "max_batch": max_batch,
-        "workspace_mib": workspace_mib,
-        "timing_cache": os.path.relpath(cache_path, bundle.path),
-        "built": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "build_seconds": round(time.perf_counter() - t0, 1),
-    }
-    save_manifest(bundle.path, add_engine(manifest, entry))
-    log.info("built %s in %.0f s (%s, strongly typed=%s)", plan_path, entry["build_seconds"], recipe.precision,
+    write_bytes_atomic(plan_path, memoryview(serialized))
+    write_bytes_atomic(cache_path, memoryview(config.get_timing_cache().serialize()))
+    entry = EngineEntry(
+        plan=plan_name, sha256=sha256_file(plan_path), gpu=gpu, compute_capability=cc, tensorrt=trt.__version__,
+        onnx=onnx_path.name, onnx_sha256=manifest.onnx[recipe.onnx_precision].sha256,
+        onnx_precision=recipe.onnx_precision, precision=recipe.precision, strongly_typed=recipe.strongly_typed,
+        fp16_flag=recipe.fp16_flag, pin_layernorm_fp32=recipe.pin_layernorm_fp32, layernorms_pinned=pinned,
+        profile=Profile(*shapes), max_batch=max_batch, workspace_mib=workspace_mib,
+        timing_cache=os.path.relpath(cache_path, bundle.path),
+        built=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), build_seconds=round(time.perf_counter() - t0, 1),
+    )
+    save_manifest(bundle.path, manifest.with_engine(entry))
+    log.info("built %s in %.0f s (%s, strongly typed=%s)", plan_path, entry.build_seconds, recipe.precision,
              recipe.strongly_typed)
     return entry
+
+
+def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path, strongly_typed: bool) -> tuple[Any, Any]:
+    """(network, parser) of ``onnx_path``, the network's I/O checked against the result type's names.
+
+    The parser owns the weights the network points to: the caller keeps it until the engine is built.
+    """
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BackendError(f"TensorRT {trt.__version__} cannot parse {onnx_path}: {errors}")
+    check_network_io([network.get_input(i).name for i in range(network.num_inputs)],
+                     [network.get_output(i).name for i in range(network.num_outputs)])
+    return network, parser
 
 
 def _pin_layernorms(trt: Any, network: Any, config: Any) -> int:
@@ -225,11 +217,3 @@ def _pin_layernorms(trt: Any, network: Any, config: Any) -> int:
             layer.set_output_type(0, trt.float32)
             n += 1
     return n
-
-
-def _write_atomic(path: Path, data: memoryview) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)

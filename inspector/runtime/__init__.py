@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inspector.errors import BackendError
+from inspector.manifest import INT8, PRECISIONS
 from inspector.runtime.base import Backend
 
 if TYPE_CHECKING:  # runtime.common imports torch; importing this package must stay cheap
@@ -27,8 +28,10 @@ if TYPE_CHECKING:  # runtime.common imports torch; importing this package must s
 log = logging.getLogger(__name__)
 
 BACKEND_NAMES = ("auto", "tensorrt", "torch", "onnxruntime")
+# What a backend may be asked to run: auto (each backend's best), a plain precision, or int8 (onnxruntime CPU).
+PRECISION_CHOICES = ("auto", *PRECISIONS, INT8)
 
-__all__ = ["BACKEND_NAMES", "Backend", "available_backends", "open_backend"]
+__all__ = ["BACKEND_NAMES", "PRECISION_CHOICES", "Backend", "available_backends", "open_backend"]
 
 
 def _cuda_available() -> bool:
@@ -83,13 +86,14 @@ def _open(name: str, bundle: Bundle, device: str, threads: int, max_batch: int |
                                   spin=spin)
     if device == "cpu":
         raise BackendError("tensorrt runs on a GPU only; use the onnxruntime or torch backend with --device cpu")
-    if precision == "int8":
+    if precision == INT8:
         raise BackendError("tensorrt: int8 is an onnxruntime CPU graph here; TensorRT runs fp16 or fp32 plans")
-    if precision not in ("auto", "fp16", "fp32"):
-        raise BackendError(f"unknown precision {precision!r}; allowed: auto, fp32, fp16")
+    if precision != "auto" and precision not in PRECISIONS:
+        raise BackendError(f"unknown precision {precision!r}; allowed: auto, {', '.join(PRECISIONS)}")
+    from inspector.device import parse_device
     from inspector.runtime.tensorrt_backend import TensorRTBackend
 
-    index = int(device.split(":")[1]) if device.startswith("cuda:") else 0
+    index = parse_device(device, BackendError)[1] or 0
     backend = TensorRTBackend(bundle, max_batch=max_batch, device_index=index)
     built = backend.describe()["precision"]
     if precision != "auto" and precision != built:

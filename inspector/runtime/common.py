@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from inspector.bundle import bundle_dir
 from inspector.errors import BackendError, CheckpointError
-from inspector.manifest import frame_shape, load_manifest, mask_shape
+from inspector.manifest import Manifest, load_manifest
 from inspector.runtime.base import Backend
-
-PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -21,21 +18,21 @@ class Bundle:
     """A product's exported bundle: its directory and its manifest."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def product(self) -> str:
-        return self.manifest["product"]
+        return self.manifest.product
 
     @property
     def frame_shape(self) -> tuple[int, int]:
         """(H, W) of the frames the graph accepts."""
-        return frame_shape(self.manifest)
+        return self.manifest.frame_shape
 
     @property
     def mask_shape(self) -> tuple[int, int]:
         """(h, w) of the anomaly map."""
-        return mask_shape(self.manifest)
+        return self.manifest.mask_shape
 
 
 def open_bundle(home: str | Path | None, product: str) -> Bundle:
@@ -47,12 +44,13 @@ def open_bundle(home: str | Path | None, product: str) -> Bundle:
         raise BackendError(str(e)) from e
 
 
-def batch_limit(manifest_max: int, asked: int | None) -> int:
-    """The backend's max batch: what was asked for, which may not exceed what the graph was exported for."""
+def batch_limit(exported: int, asked: int | None) -> int:
+    """The max batch of a backend or a TensorRT build: what was asked for (default: all), within the 1..exported
+    the graph (or plan) was made for; BackendError otherwise."""
     if asked is None:
-        return manifest_max
-    if not 1 <= asked <= manifest_max:
-        raise BackendError(f"max batch {asked} is outside 1..{manifest_max}, the range the model was exported for; "
+        return exported
+    if not 1 <= asked <= exported:
+        raise BackendError(f"max batch {asked} is outside 1..{exported}, the range the model was exported for; "
                            f"export again with --max-batch {asked} for more")
     return asked
 

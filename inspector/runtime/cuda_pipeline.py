@@ -43,7 +43,7 @@ def bucket_for(n: int, sizes: tuple[int, ...]) -> int:
     for s in sizes:
         if s >= n:
             return s
-    raise ValueError(f"{n} frames exceed the largest bucket {sizes[-1]}")
+    raise BackendError(f"{n} frames exceed the largest bucket {sizes[-1]}")
 
 
 def chunks(batch: int, chunk: int) -> list[tuple[int, int]]:

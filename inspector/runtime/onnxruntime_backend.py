@@ -26,14 +26,15 @@ from typing import Any
 
 import numpy as np
 
+from inspector.device import parse_device
 from inspector.errors import BackendError, CheckpointError
-from inspector.manifest import onnx_file
+from inspector.manifest import FUSED, INT8, Manifest, onnx_file
 from inspector.result import INPUT_NAME, OUTPUT_NAMES, InferenceResult
+from inspector.runtime import PRECISION_CHOICES
 from inspector.runtime.common import Bundle, BundledBackend, batch_limit, check_frames
 
 log = logging.getLogger(__name__)
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 GRAPH_CHOICES = ("auto", "fused", "standard")
 # ORT graph rewrites that make this graph slower on the CPU (measured; see the module docstring).
 CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
@@ -55,9 +56,7 @@ def choose_provider(device: str, available: list[str]) -> str:
     'auto' takes CUDA when its provider is installed, else the CPU. Asking for 'cuda' without the CUDA
     provider is an error, not a silent CPU run.
     """
-    if device not in DEVICE_CHOICES and not device.startswith("cuda:"):
-        raise BackendError(f"onnxruntime: unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N")
-    if device == "cpu":
+    if parse_device(device, BackendError)[0] == "cpu":
         return "CPUExecutionProvider"
     if "CUDAExecutionProvider" in available:
         return "CUDAExecutionProvider"
@@ -67,7 +66,7 @@ def choose_provider(device: str, available: list[str]) -> str:
                        "install onnxruntime-gpu, or use --device cpu, or the torch backend")
 
 
-def choose_precision(precision: str, provider: str, manifest: dict[str, Any], int8_ok: bool = True) -> str:
+def choose_precision(precision: str, provider: str, manifest: Manifest, int8_ok: bool = True) -> str:
     """'fp32', 'fp16' or 'int8'.
 
     'auto' on the CPU is int8 when ``inspector export --int8`` made that graph (the user opted in) and
@@ -77,35 +76,35 @@ def choose_precision(precision: str, provider: str, manifest: dict[str, Any], in
     cuda = provider == "CUDAExecutionProvider"
     if precision == "auto":
         if cuda:
-            return "fp16" if "fp16" in manifest["onnx"] else "fp32"
-        return "int8" if int8_ok and "int8" in manifest["onnx"] else "fp32"
-    if precision not in ("fp32", "fp16", "int8"):
-        raise BackendError(f"onnxruntime: unknown precision {precision!r}; allowed: auto, fp32, fp16, int8")
-    if precision == "int8" and cuda:
+            return "fp16" if "fp16" in manifest.onnx else "fp32"
+        return INT8 if int8_ok and INT8 in manifest.onnx else "fp32"
+    if precision not in PRECISION_CHOICES:
+        raise BackendError(f"onnxruntime: unknown precision {precision!r}; allowed: {', '.join(PRECISION_CHOICES)}")
+    if precision == INT8 and cuda:
         raise BackendError("onnxruntime: the int8 graph is for the CPU; use --device cpu, or fp16 on CUDA")
     return precision
 
 
-def choose_graph(graph: str, precision: str, manifest: dict[str, Any]) -> str:
+def choose_graph(graph: str, precision: str, manifest: Manifest) -> str:
     """The manifest's ONNX key to run: 'fp32-ort' (fused attention) or the precision's plain graph.
 
     'auto' takes the fused graph in float32 when it was exported; 'fused' insists on it; 'standard' never.
     """
     if graph not in GRAPH_CHOICES:
         raise BackendError(f"onnxruntime: unknown graph {graph!r}; allowed: {', '.join(GRAPH_CHOICES)}")
-    fused = "fp32-ort" in manifest["onnx"]
+    fused = FUSED in manifest.onnx
     if graph == "fused":
         if precision != "fp32":
             raise BackendError("onnxruntime: the fused-attention graph is float32; use --precision fp32")
         if not fused:
-            why = (manifest.get("ort_graph") or {}).get("reason", "it was not exported")
-            raise BackendError(f"onnxruntime: no fused-attention graph (model.ort.onnx) for {manifest['product']}: "
-                               f"{why}; run `inspector export --product {manifest['product']}` again")
-        return "fp32-ort"
-    if graph == "standard" and precision == "int8":
+            why = (manifest.ort_graph.reason if manifest.ort_graph else None) or "it was not exported"
+            raise BackendError(f"onnxruntime: no fused-attention graph (model.ort.onnx) for {manifest.product}: "
+                               f"{why}; run `inspector export --product {manifest.product}` again")
+        return FUSED
+    if graph == "standard" and precision == INT8:
         raise BackendError("onnxruntime: the int8 graph is onnxruntime's own; the standard graph (model.onnx) "
                            "runs in fp32 (or fp16 from model.fp16.onnx)")
-    return "fp32-ort" if graph == "auto" and precision == "fp32" and fused else precision
+    return FUSED if graph == "auto" and precision == "fp32" and fused else precision
 
 
 class OnnxRuntimeBackend(BundledBackend):
@@ -117,7 +116,7 @@ class OnnxRuntimeBackend(BundledBackend):
                  max_batch: int | None = None, graph: str = "auto", spin: bool = True) -> None:
         ort = import_onnxruntime()
         self._bundle = bundle
-        self._max_batch = batch_limit(int(bundle.manifest["max_batch"]), max_batch)
+        self._max_batch = batch_limit(bundle.manifest.max_batch, max_batch)
         self._provider = choose_provider(device, ort.get_available_providers())
         self._precision = choose_precision(precision, self._provider, bundle.manifest, int8_ok=graph == "auto")
         self._graph = choose_graph(graph, self._precision, bundle.manifest)
@@ -136,14 +135,16 @@ class OnnxRuntimeBackend(BundledBackend):
             so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         providers: list[Any] = [self._provider]
         if self._provider == "CUDAExecutionProvider":
-            device_id = int(device.split(":")[1]) if device.startswith("cuda:") else 0
+            device_id = parse_device(device, BackendError)[1] or 0
             providers = [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
         disabled = list(CPU_DISABLED_OPTIMIZERS) if self._provider == "CPUExecutionProvider" else []
         try:
             self._session = ort.InferenceSession(str(path), so, providers=providers, disabled_optimizers=disabled)
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
             raise BackendError(f"onnxruntime cannot load {path}: {e}") from e
-        self._entry = bundle.manifest["onnx"][self._graph]
+        onnx = bundle.manifest.onnx
+        # The int8 graph is quantised from the fused graph when there was one: it has fused attention too.
+        self._fused = self._graph == FUSED or (FUSED in onnx and onnx[self._graph].source == onnx[FUSED].path)
         self._threads = threads
         self._spin = spin
         self._disabled = disabled
@@ -170,8 +171,7 @@ class OnnxRuntimeBackend(BundledBackend):
             "spinning": self._spin,
             "disabled_optimizers": self._disabled,
             "onnx": self._path.name,
-            "graph": "fused attention" if self._path.name == "model.ort.onnx"
-            or self._entry.get("from") == "model.ort.onnx" else "standard",
+            "graph": "fused attention" if self._fused else "standard",
             "max_batch": self._max_batch,
             "onnxruntime": self._ort_version,
         }

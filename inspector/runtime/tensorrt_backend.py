@@ -14,49 +14,48 @@ the message says to run ``inspector build`` again. The checks are pure functions
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inspector.errors import BackendError
-from inspector.manifest import find_engine
-from inspector.model.weights import sha256_file
+from inspector.files import sha256_file
+from inspector.manifest import EngineEntry, Manifest
 from inspector.result import INPUT_NAME, OUTPUT_NAMES, InferenceResult
 from inspector.runtime.common import Bundle, BundledBackend, batch_limit, check_frames
 
 log = logging.getLogger(__name__)
 
 
-def select_engine(manifest: dict[str, Any], gpu: str, compute_capability: str, tensorrt_version: str
-                  ) -> dict[str, Any]:
+def select_engine(manifest: Manifest, gpu: str, compute_capability: str, tensorrt_version: str) -> EngineEntry:
     """The manifest's plan entry for this GPU and TensorRT version, checked against the current export.
 
     BackendError (saying to run ``inspector build`` again) when there is none, or when it was built from an
     ONNX file that is not the one now in the manifest.
     """
-    product = manifest["product"]
+    product = manifest.product
     redo = f"run `inspector build --product {product}` on this machine"
-    entry = find_engine(manifest, gpu, compute_capability, tensorrt_version)
+    entry = manifest.find_engine(gpu, compute_capability, tensorrt_version)
     if entry is None:
-        built = [f"{e['gpu']} sm{e['compute_capability'].replace('.', '')} TensorRT {e['tensorrt']}"
-                 for e in manifest.get("engines", [])]
+        built = [f"{e.gpu} sm{e.compute_capability.replace('.', '')} TensorRT {e.tensorrt}" for e in manifest.engines]
         raise BackendError(
             f"no TensorRT plan of {product} for {gpu} (sm{compute_capability.replace('.', '')}) with TensorRT "
             f"{tensorrt_version}; built: {', '.join(built) or 'none'}; {redo}"
         )
-    onnx = manifest["onnx"].get("fp16" if entry["onnx_precision"] == "fp16" else "fp32")
-    if onnx is None or onnx["sha256"] != entry["onnx_sha256"]:
-        raise BackendError(f"the TensorRT plan {entry['plan']} was built from another export of {product} "
+    onnx = manifest.onnx.get(entry.onnx_precision)
+    if onnx is None or onnx.sha256 != entry.onnx_sha256:
+        raise BackendError(f"the TensorRT plan {entry.plan} was built from another export of {product} "
                            f"(ONNX hash differs); {redo} again")
     return entry
 
 
-def check_plan_file(bundle_path: Any, entry: dict[str, Any], product: str) -> bytes:
+def check_plan_file(bundle_path: Path, entry: EngineEntry, product: str) -> bytes:
     """The plan's bytes, after checking the file exists and has the recorded sha256."""
-    path = bundle_path / entry["plan"]
+    path = bundle_path / entry.plan
     if not path.is_file():
         raise BackendError(f"TensorRT plan {path} is missing; run `inspector build --product {product}` again")
-    if sha256_file(path) != entry["sha256"]:
+    if sha256_file(path) != entry.sha256:
         raise BackendError(f"TensorRT plan {path} changed after it was built; "
                            f"run `inspector build --product {product}` again")
     return path.read_bytes()
@@ -122,14 +121,14 @@ class TensorRTBackend(BundledBackend):
         plan = check_plan_file(bundle.path, entry, bundle.product)
         self._trt, self._torch = trt, torch
         self._bundle, self._entry = bundle, entry
-        self._max_batch = batch_limit(int(entry["max_batch"]), max_batch)
+        self._max_batch = batch_limit(entry.max_batch, max_batch)
         self._device = torch.device("cuda", device_index)
         with torch.cuda.device(self._device):
             self._logger = trt.Logger(trt.Logger.WARNING)
             self._runtime = trt.Runtime(self._logger)
             self._engine = self._runtime.deserialize_cuda_engine(plan)
             if self._engine is None:
-                raise BackendError(f"TensorRT {trt.__version__} could not load {entry['plan']}; "
+                raise BackendError(f"TensorRT {trt.__version__} could not load {entry.plan}; "
                                    f"run `inspector build --product {bundle.product}` again")
             io = engine_io(self._engine, trt)
             check_io(io, trt)
@@ -147,7 +146,7 @@ class TensorRTBackend(BundledBackend):
             raise BackendError(f"the engine's anomaly_map is {tuple(self._device_buf['anomaly_map'].shape)}, the "
                                f"manifest says {expected}; run `inspector build` again")
         self._staging = torch.empty((self._max_batch, h, w, 3), dtype=torch.uint8, pin_memory=True)
-        log.info("tensorrt %s: %s on %s (sm%s), max batch %d", trt.__version__, entry["plan"], gpu, cc,
+        log.info("tensorrt %s: %s on %s (sm%s), max batch %d", trt.__version__, entry.plan, gpu, cc,
                  self._max_batch)
 
     def infer(self, frames: np.ndarray) -> InferenceResult:
@@ -174,8 +173,8 @@ class TensorRTBackend(BundledBackend):
 
     def describe(self) -> dict[str, Any]:
         e = self._entry
-        return {"backend": self.name, "device": str(self._device), "gpu": e["gpu"], "precision": e["precision"],
-                "plan": e["plan"], "tensorrt": e["tensorrt"], "strongly_typed": e["strongly_typed"],
+        return {"backend": self.name, "device": str(self._device), "gpu": e.gpu, "precision": e.precision,
+                "plan": e.plan, "tensorrt": e.tensorrt, "strongly_typed": e.strongly_typed,
                 "max_batch": self._max_batch}
 
     def close(self) -> None:

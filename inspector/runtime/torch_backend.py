@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from inspector.bundle import build_inspection_model, load_checkpoint
+from inspector.device import resolve_device
 from inspector.errors import BackendError, CheckpointError
-from inspector.manifest import check_checkpoint, spec_from_manifest
+from inspector.manifest import INT8, PRECISIONS, check_checkpoint
 from inspector.model.half import to_half
 from inspector.result import InferenceResult
 from inspector.runtime.common import Bundle, BundledBackend, batch_limit, check_frames
@@ -29,37 +30,17 @@ from inspector.runtime.common import Bundle, BundledBackend, batch_limit, check_
 log = logging.getLogger(__name__)
 
 
-def choose_device(device: str) -> torch.device:
-    """'auto' (CUDA when torch sees a GPU), 'cpu', 'cuda' or 'cuda:N'; asking for a missing GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise BackendError(f"torch: --device {device} asked for, but torch sees no CUDA GPU; use --device cpu "
-                               "or the onnxruntime backend")
-        return torch.device(device)
-    if device == "cpu":
-        return torch.device("cpu")
-    raise BackendError(f"torch: unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N")
-
-
 def choose_precision(precision: str, device: torch.device) -> str:
     """'auto' is fp16 on CUDA and fp32 on the CPU; fp16 on the CPU is refused (slow, few kernels)."""
     if precision == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
-    if precision == "int8":
+    if precision == INT8:
         raise BackendError("torch: int8 is an onnxruntime CPU graph; use the onnxruntime backend, or fp32")
-    if precision not in ("fp32", "fp16"):
-        raise BackendError(f"torch: unknown precision {precision!r}; allowed: auto, fp32, fp16")
+    if precision not in PRECISIONS:
+        raise BackendError(f"torch: unknown precision {precision!r}; allowed: auto, {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type != "cuda":
         raise BackendError("torch: fp16 runs on CUDA only; use --precision fp32 on the CPU")
     return precision
-
-
-def layernorm_fp32(manifest: dict[str, Any]) -> bool:
-    """The export's LayerNorm decision for the fp16 graph; float32 when the export made none (the safe side)."""
-    decisions = manifest.get("fp16_decisions") or {}
-    return decisions.get("layernorm", "fp32") == "fp32"
 
 
 class TorchBackend(BundledBackend):
@@ -71,9 +52,9 @@ class TorchBackend(BundledBackend):
                  max_batch: int | None = None, graphs: bool = True, compile: bool = False,
                  channels_last: bool = False, chunk: int = 8) -> None:
         self._bundle = bundle
-        self._device = choose_device(device)
+        self._device = resolve_device(device, BackendError)
         self._precision = choose_precision(precision, self._device)
-        self._max_batch = batch_limit(int(bundle.manifest["max_batch"]), max_batch)
+        self._max_batch = batch_limit(bundle.manifest.max_batch, max_batch)
         try:
             ckpt = load_checkpoint(check_checkpoint(bundle.path, bundle.manifest))
         except CheckpointError as e:
@@ -81,7 +62,7 @@ class TorchBackend(BundledBackend):
         if threads > 0:
             torch.set_num_threads(threads)
         self._threads = threads
-        model = build_inspection_model(ckpt, spec_from_manifest(bundle.manifest))
+        model = build_inspection_model(ckpt, bundle.manifest.graph_spec())
         self._options = {"graphs": graphs, "compile": compile, "channels_last": channels_last, "chunk": chunk}
         self._pipeline = None
         if self._device.type == "cpu":
@@ -89,7 +70,7 @@ class TorchBackend(BundledBackend):
             return
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
         if self._precision == "fp16":
-            model = to_half(model, layernorm_fp32(bundle.manifest))
+            model = to_half(model, bundle.manifest.layernorm_fp32)
         model = model.to(self._device).eval()
         if channels_last:
             model.adtr.to(memory_format=torch.channels_last)
@@ -135,7 +116,7 @@ class TorchBackend(BundledBackend):
         else:
             d["gpu"] = torch.cuda.get_device_name(self._device)
             d.update(self._options)
-            d["layernorm_fp32"] = self._precision == "fp16" and layernorm_fp32(self._bundle.manifest)
+            d["layernorm_fp32"] = self._precision == "fp16" and self._bundle.manifest.layernorm_fp32
         return d
 
     def close(self) -> None:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from inspector.config import load_dataclass, read_yaml
 from inspector.errors import ConfigError
+from inspector.manifest import MAX_BATCH
+from inspector.runtime import BACKEND_NAMES, PRECISION_CHOICES
 
 SOURCE_KINDS = ("device", "file", "url", "gstreamer", "images", "memory")
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 LINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -73,7 +74,7 @@ class PipelineConfig:
     # block: every frame is inspected (capture waits); drop_oldest: the latest frames win when behind;
     # drop_newest: new frames are refused when full. Drops are counted and reported in heartbeats.
     drop_policy: str = field(default="drop_oldest", metadata={"choices": ("block", "drop_oldest", "drop_newest")})
-    max_batch: int = field(default=0, metadata={"min": 0, "max": 1024, "doc": "0 = the backend's max batch"})
+    max_batch: int = field(default=0, metadata={"min": 0, "max": MAX_BATCH, "doc": "0 = the backend's max batch"})
     # How long the inference thread waits for more frames to fill a batch after the first one arrived.
     batch_timeout_ms: float = field(default=5.0, metadata={"min": 0.0, "max": 10000.0})
     # Start with capture paused until a `resume` command (lets a PLC or a listener connect first).
@@ -206,10 +207,10 @@ class DaemonConfig:
     line: str = "line1"
     home: str = "."
     product: str = ""
-    backend: str = field(default="auto", metadata={"choices": BACKENDS})
+    backend: str = field(default="auto", metadata={"choices": BACKEND_NAMES})
     device: str = "auto"
     threads: int = field(default=0, metadata={"min": 0, "max": 256})
-    precision: str = field(default="auto", metadata={"choices": ("auto", "fp32", "fp16", "int8")})
+    precision: str = field(default="auto", metadata={"choices": PRECISION_CHOICES})
     # onnxruntime: let idle worker threads spin. Off by default: beside the daemon's own threads on a small
     # CPU, spinning threads cost throughput (see inspector.runtime.onnxruntime_backend).
     spin: bool = False

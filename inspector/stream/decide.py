@@ -1,8 +1,9 @@
 """Pure decision logic: a frame's (score, anomaly map) plus the product's calibration -> PASS/FAIL and regions.
 
-Rule (the calibration's, see inspector/calibration_record.py): FAIL iff ``score >= image_threshold``;
-defect regions are the 8-connected components of ``anomaly_map >= pixel_threshold`` with at least
-``min_region_area`` pixels at mask resolution (OpenCV ``connectedComponentsWithStats``).
+The rule itself (FAIL iff ``score >= image_threshold``, the normalised score, the regions) is written once,
+in :mod:`inspector.calibrate.rule`; this module applies it to one frame and maps what it finds to frame
+pixels. A FAIL with no region above the pixel threshold carries the region around the map's peak, of
+kind ``peak``. A non-finite score or map raises DecisionError (the pipeline publishes ERROR, never PASS).
 
 The anomaly map covers the model's input: the ROI of the frame, or the whole frame when there is no ROI,
 stretched to the mask grid. Boxes and areas are mapped back to frame pixels.
@@ -16,6 +17,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from inspector.calibrate import rule
+from inspector.errors import DecisionError
 from inspector.protocol.messages import Region
 
 # Regions listed in a result, largest first; the mask still shows every region that passed the area filter.
@@ -51,36 +54,34 @@ def decide(score: float, anomaly_map: np.ndarray, cal: Thresholds, frame_hw: tup
     frame in pixels; roi: (x, y, w, h) of the frame the model saw, None = whole frame.
     """
     amap = np.asarray(anomaly_map, dtype=np.float32)
-    if amap.ndim != 2:
-        raise ValueError(f"anomaly_map must be (h, w), got shape {amap.shape}")
     score = float(score)
     threshold = float(cal.image_threshold)
-    regions, keep = find_regions(amap, amap >= cal.pixel_threshold, int(cal.min_region_area), frame_hw, roi)
-    decision = "FAIL" if score >= threshold else "PASS"
-    normalized = score / threshold if threshold > 0 else float("inf")
-    return Decision(decision, score, normalized, threshold, regions, keep)
+    failed = rule.fails_one(score, threshold)
+    if not np.isfinite(amap).all():
+        raise DecisionError("the anomaly map contains NaN or infinity: the model output is broken")
+    comps = rule.components(amap, cal.pixel_threshold, int(cal.min_region_area))
+    kind = "defect"
+    if failed and not comps.kept:
+        comps, kind = rule.peak_component(amap), "peak"
+    regions = frame_regions(amap, comps, frame_hw, roi, kind)
+    return Decision("FAIL" if failed else "PASS", score, float(rule.normalized_score(score, threshold)), threshold,
+                    regions, comps.mask())
 
 
-def find_regions(amap: np.ndarray, mask: np.ndarray, min_area: int, frame_hw: tuple[int, int],
-                 roi: tuple[int, int, int, int] | None) -> tuple[tuple[Region, ...], np.ndarray]:
-    """Connected components of ``mask`` with area >= ``min_area`` (mask pixels), largest first, in frame pixels,
-    and the bool mask ``(h, w)`` of just those components (small specks are not published)."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    h, w = mask.shape
+def frame_regions(amap: np.ndarray, comps: rule.Components, frame_hw: tuple[int, int],
+                  roi: tuple[int, int, int, int] | None, kind: str = "defect") -> tuple[Region, ...]:
+    """The kept components of ``amap``'s grid as regions in frame pixels, largest first (at most MAX_REGIONS)."""
+    h, w = amap.shape
     ox, oy, rw, rh = roi if roi is not None else (0, 0, frame_hw[1], frame_hw[0])
     sx, sy = rw / w, rh / h
-    areas = stats[:, cv2.CC_STAT_AREA]
-    kept = [i for i in range(1, n) if areas[i] >= max(1, min_area)]
-    kept.sort(key=lambda i: -int(areas[i]))
     out = []
-    for i in kept[:MAX_REGIONS]:
-        x, y, bw, bh, area = (int(v) for v in stats[i])
-        peak = float(amap[labels == i].max())
+    for i in comps.kept[:MAX_REGIONS]:
+        x, y, bw, bh, area = (int(v) for v in comps.stats[i])
+        peak = float(amap[comps.labels == i].max())
         x0, y0 = int(np.floor(ox + x * sx)), int(np.floor(oy + y * sy))
         x1, y1 = int(np.ceil(ox + (x + bw) * sx)), int(np.ceil(oy + (y + bh) * sy))
-        out.append(Region((x0, y0, x1 - x0, y1 - y0), int(round(area * sx * sy)), peak))
-    keep = np.isin(labels, kept) if kept else np.zeros(mask.shape, bool)
-    return tuple(out), keep
+        out.append(Region((x0, y0, x1 - x0, y1 - y0), int(round(area * sx * sy)), peak, kind))
+    return tuple(out)
 
 
 def mask_image(mask: np.ndarray, space: str, frame_hw: tuple[int, int],
@@ -100,5 +101,5 @@ def encode_png(image: np.ndarray) -> bytes:
     """PNG bytes of a uint8 image (fast compression: masks are mostly zeros)."""
     ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
-        raise ValueError(f"PNG encoding failed for an image of shape {image.shape}")
+        raise DecisionError(f"PNG encoding failed for an image of shape {image.shape}")
     return buf.tobytes()

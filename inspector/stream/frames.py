@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inspector.errors import ConfigError
+
 POLICIES = ("block", "drop_oldest", "drop_newest")
 
 
@@ -43,7 +45,7 @@ class FrameQueue:
 
     def __init__(self, size: int, policy: str) -> None:
         if policy not in POLICIES:
-            raise ValueError(f"drop policy must be one of {POLICIES}, got {policy!r}")
+            raise ConfigError(f"drop policy must be one of {POLICIES}, got {policy!r}")
         self.size, self.policy = size, policy
         self._q: deque[Frame] = deque()
         self._cv = threading.Condition()

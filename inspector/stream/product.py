@@ -12,11 +12,12 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from inspector.errors import CalibrationError, CheckpointError
+from inspector.manifest import Manifest
 from inspector.runtime.base import Backend
 from inspector.stream.decide import Thresholds
 
@@ -33,7 +34,7 @@ class Product:
     model_sha: str
     roi: tuple[int, int, int, int] | None
     frame_hw: tuple[int, int]
-    manifest: dict[str, Any] | None = None
+    manifest: Manifest | None = None
 
 
 class ProductLoader(Protocol):
@@ -63,19 +64,18 @@ class BundleLoader:
         self.home, self.backend, self.device = home, backend, device
         self.threads, self.precision, self.max_batch, self.spin = threads, precision, max_batch, spin
 
-    def _manifest(self, name: str) -> dict[str, Any]:
+    def _manifest(self, name: str) -> Manifest:
         from inspector.bundle import bundle_dir
         from inspector.manifest import load_manifest
 
         return load_manifest(bundle_dir(self.home, name))
 
-    def _calibration(self, name: str, manifest: dict[str, Any]) -> Thresholds:
+    def _calibration(self, name: str, manifest: Manifest) -> Thresholds:
         from inspector.calibrate.record import load_calibration
 
         return load_calibration(self.home, name, manifest)
 
     def load(self, name: str) -> Product:
-        from inspector.manifest import model_sha
         from inspector.runtime import open_backend
 
         manifest = self._manifest(name)
@@ -83,9 +83,7 @@ class BundleLoader:
         cal = self._calibration(name, manifest)
         backend = open_backend(self.backend, self.home, name, device=self.device, threads=self.threads,
                                max_batch=self.max_batch or None, precision=self.precision, spin=self.spin)
-        roi = manifest.get("roi")
-        frame = manifest.get("frame") or {}
-        frame_hw = (int(frame.get("height", backend.frame_shape[0])), int(frame.get("width", backend.frame_shape[1])))
+        frame_hw = manifest.frame_shape
         if tuple(backend.frame_shape) != frame_hw:
             backend.close()
             raise CheckpointError(f"{name}: backend frame shape {backend.frame_shape} differs from the manifest's "
@@ -96,8 +94,8 @@ class BundleLoader:
             backend.close()
             raise
         log.info("product %s: backend %s, calibration %s, model %s", name, backend.describe(),
-                 getattr(cal, "id", "?"), model_sha(manifest)[:12])
-        return Product(name, backend, cal, model_sha(manifest), tuple(roi) if roi else None, frame_hw, manifest)
+                 getattr(cal, "id", "?"), manifest.model_sha[:12])
+        return Product(name, backend, cal, manifest.model_sha, manifest.roi_box, frame_hw, manifest)
 
     def reload_calibration(self, product: Product) -> Product:
         if product.manifest is None:

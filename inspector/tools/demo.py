@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -226,12 +227,6 @@ def prepare(home: str | Path | None, out: str | Path, data: str | Path | None, p
     import torch
 
     from inspector.bundle import home_dir
-    from inspector.calibrate.run import Policy, calibrate
-    from inspector.data.dataset import load_dataset
-    from inspector.data.synthetic import write_product
-    from inspector.export.run import ExportOptions, export
-    from inspector.preset import load_preset
-    from inspector.train.run import train
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     home = home_dir(home)
@@ -239,6 +234,25 @@ def prepare(home: str | Path | None, out: str | Path, data: str | Path | None, p
     out.mkdir(parents=True, exist_ok=True)
     product = product or ("cable" if data is None else Path(data).resolve().name)
     step = step or _Step(say)
+    data, preset = _dataset(data, product, out, epochs, step, say)
+    frame_hw = _make_product(product, data, preset, home, step, say)
+
+    step(f"write a line video of {frames} parts with ground truth")
+    video = out / "line.avi"
+    if Path(data).resolve() == (out / "data" / product).resolve():
+        truth = write_synthetic_video(video, frames, size=frame_hw[0])
+    else:
+        truth = write_dataset_video(video, data, frame_hw, limit=frames)
+    say(f"{video}: {len(truth)} frames, {sum(t['label'] for t in truth)} defective")
+    return Prepared(home, out, product, video, truth)
+
+
+def _dataset(data: str | Path | None, product: str, out: Path, epochs: int | None, step: _Step,
+             say: Callable[[str], None]) -> tuple[Path, Any]:
+    """The dataset (the synthetic product unless ``data`` is given) and the cpu-quick preset adapted to it."""
+    from inspector.data.dataset import load_dataset
+    from inspector.data.synthetic import write_product
+    from inspector.preset import load_preset
 
     preset = load_preset("cpu-quick")
     if data is None:
@@ -252,18 +266,25 @@ def prepare(home: str | Path | None, out: str | Path, data: str | Path | None, p
     if epochs is not None:
         train_cfg = dataclasses.replace(train_cfg, epochs=epochs)
         say(f"training for {epochs} epochs instead of the preset's {preset.train.epochs} (--epochs)")
-    preset = dataclasses.replace(preset, train=train_cfg)
     say(load_dataset(data).summary())
+    return Path(data), dataclasses.replace(preset, train=train_cfg)
 
-    step(f"train '{product}' with the cpu-quick preset ({train_cfg.epochs} epochs) into {home}/engines/{product}")
+
+def _make_product(product: str, data: Path, preset: Any, home: Path, step: _Step,
+                  say: Callable[[str], None]) -> tuple[int, int]:
+    """Train, export and calibrate ``product``; returns the exported frame size (H, W)."""
+    from inspector.calibrate.run import Policy, calibrate
+    from inspector.export.run import ExportOptions, export
+    from inspector.train.run import train
+
+    step(f"train '{product}' with the cpu-quick preset ({preset.train.epochs} epochs) into {home}/engines/{product}")
     r = train(product, data, preset, home=home, device="auto", progress=sys.stderr.isatty())
     say(f"trained: {r.n_train} images, final loss {r.final_loss:.5f}, {r.train_seconds:.0f} s")
 
     step("export to ONNX (frame in, score and anomaly map out)")
     manifest = export(product, home, ExportOptions())
-    frame_hw = (int(manifest["frame"]["height"]), int(manifest["frame"]["width"]))
-    say(f"exported {manifest['onnx']['fp32']['path']}: frames {frame_hw[1]}x{frame_hw[0]}, max batch "
-        f"{manifest['max_batch']}")
+    frame_hw = manifest.frame_shape
+    say(f"exported {manifest.onnx['fp32'].path}: frames {frame_hw[1]}x{frame_hw[0]}, max batch {manifest.max_batch}")
 
     step("calibrate thresholds on the held-out good images")
     n_hold = r.n_holdout
@@ -273,15 +294,7 @@ def prepare(home: str | Path | None, out: str | Path, data: str | Path | None, p
     cal = calibrate(product, home, policy=Policy(target_frr=target)).record
     say(f"calibration {cal.id}: image threshold {cal.image_threshold:.5f}, pixel threshold {cal.pixel_threshold:.5f}, "
         f"min region {cal.min_region_area} px")
-
-    step(f"write a line video of {frames} parts with ground truth")
-    video = out / "line.avi"
-    if Path(data).resolve() == (out / "data" / product).resolve():
-        truth = write_synthetic_video(video, frames, size=frame_hw[0])
-    else:
-        truth = write_dataset_video(video, data, frame_hw, limit=frames)
-    say(f"{video}: {len(truth)} frames, {sum(t['label'] for t in truth)} defective")
-    return Prepared(home, out, product, video, truth)
+    return frame_hw
 
 
 def _run_line(home: Path, product: str, video: Path, out: Path, say: Callable[[str], None]) -> dict:

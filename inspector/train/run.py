@@ -9,25 +9,32 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from inspector.bundle import Checkpoint, load_checkpoint, model_path, save_checkpoint
-from inspector.config import to_dict
+from inspector.bundle import (
+    BackboneInfo,
+    Checkpoint,
+    DataInfo,
+    ImageFile,
+    load_checkpoint,
+    model_path,
+    save_checkpoint,
+)
 from inspector.data.dataset import Dataset, Sample, fingerprint, load_dataset, split_holdout
 from inspector.data.tensors import batches, load_inputs
 from inspector.device import resolve_device, seed_everything, set_threads, versions
 from inspector.errors import CheckpointError
+from inspector.manifest import Normalization
 from inspector.model.adtr import ADTR, create_adtr
 from inspector.model.preprocess import Preprocess
 from inspector.model.weights import normalization
-from inspector.preset import Preset
-from inspector.train.step import make_step
+from inspector.preset import Preset, TrainConfig
+from inspector.train.step import EagerStep, make_step
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -70,10 +77,6 @@ def lr_at(epoch: int, base: float, epochs: int, warmup: int, drop_at: float, dro
     return base * drop_factor if epoch >= math.floor(drop_at * epochs) else base
 
 
-def _files(samples) -> list[dict[str, str]]:
-    return [{"name": s.path.name, "sha256": fingerprint(s.path)} for s in samples]
-
-
 def train(
     product: str,
     data: str | Path,
@@ -106,7 +109,6 @@ def train(
     model, source = create_adtr(mcfg, backbone_weights)
     mean, std = mean_std(preset)
     preprocess = Preprocess(mcfg.input_size, mean, std)
-
     t0 = time.perf_counter()
     targets = cache_targets(model, load_inputs((s.path for s in train_samples), preprocess), dev)
     cache_seconds = time.perf_counter() - t0
@@ -115,45 +117,36 @@ def train(
     recon = model.reconstructor.to(dev)
     module = torch.compile(recon) if (tcfg.compile and dev.type == "cuda") else recon
     stepper = make_step(module, tcfg.lr, tcfg.weight_decay, tcfg.grad_clip, dev, tcfg.cuda_graphs)
-    opt = stepper.opt
-    start_epoch, history = 0, []
+    # What every checkpoint of this run says about itself; the weights, epoch and losses change per save.
+    start = Checkpoint(
+        product=product, preset=preset, backbone=BackboneInfo.of(mcfg, source), normalization=Normalization(mean, std),
+        data=_data_info(data, ds.layout, train_samples, held, tcfg.val_fraction), versions=versions(),
+        state_dict={}, optimizer={}, epoch=0, loss_history=(),
+    )
     if resume:
-        ckpt = load_checkpoint(resume)
-        _check_resumable(ckpt, preset, product)
-        model.load_state_dict(ckpt.payload["state_dict"])
-        opt.load_state_dict(ckpt.payload["optimizer"])
-        start_epoch, history = ckpt.epoch, list(ckpt.payload["loss_history"])
-        log.info("resuming %s from epoch %d", resume, start_epoch)
-        if start_epoch >= tcfg.epochs:
-            raise CheckpointError(f"{resume} already finished all {tcfg.epochs} epochs; raise --epochs to continue")
-
-    data_info = {
-        "root": str(Path(data).resolve()),
-        "layout": ds.layout,
-        "train": _files(train_samples),
-        "holdout": _files(held),
-        "val_fraction": tcfg.val_fraction,
-    }
-    payload = {
-        "product": product,
-        "preset": to_dict(preset),
-        "backbone": {
-            "name": mcfg.backbone if mcfg.target == "features" else None,
-            "weights_kind": source.kind if source else None,
-            "weights_sha256": source.sha256 if source else None,
-        },
-        "normalization": {"mean": list(mean), "std": list(std)},
-        "data": data_info,
-        "versions": versions(),
-    }
+        start = _resume(resume, start, model, stepper.opt)
     bundle = model_path(home, product)
+    t0 = time.perf_counter()
+    history = _epochs(model, stepper, targets, tcfg, dev, start, bundle, progress)
+    train_seconds = time.perf_counter() - t0
+    log.info("trained %d epochs in %.1f s, final loss %.5f -> %s", tcfg.epochs - start.epoch, train_seconds,
+             history[-1], bundle)
+    return TrainResult(bundle, tcfg.epochs, history[-1], train_seconds, cache_seconds, len(train_samples), len(held))
+
+
+def _epochs(model: ADTR, stepper: EagerStep, targets: torch.Tensor, tcfg: TrainConfig, dev: torch.device,
+            start: Checkpoint, bundle: Path, progress: bool) -> list[float]:
+    """Epochs ``start.epoch`` .. ``tcfg.epochs``: set lr, step over shuffled batches, log, checkpoint.
+
+    Returns the loss history, the epochs of ``start`` included.
+    """
+    history = list(start.loss_history)
     n = len(targets)
     gen = torch.Generator(device="cpu").manual_seed(tcfg.seed)
-    for _ in range(start_epoch):  # replay the shuffles already consumed, so a resumed run matches an unbroken one
+    for _ in range(start.epoch):  # replay the shuffles already consumed, so a resumed run matches an unbroken one
         torch.randperm(n, generator=gen)
-    bar = _progress(range(start_epoch, tcfg.epochs), progress, start_epoch, tcfg.epochs)
-    t0 = time.perf_counter()
-    recon.train()
+    bar = _progress(range(start.epoch, tcfg.epochs), progress, start.epoch, tcfg.epochs)
+    model.reconstructor.train()
     for epoch in bar:
         lr = lr_at(epoch, tcfg.lr, tcfg.epochs, tcfg.warmup_epochs, tcfg.lr_drop_at, tcfg.lr_drop_factor)
         stepper.set_lr(lr)
@@ -167,15 +160,33 @@ def train(
             bar.set_postfix(loss=f"{epoch_loss:.4f}", lr=f"{lr:.1e}")
         done = epoch + 1
         if done % tcfg.checkpoint_every == 0 or done == tcfg.epochs:
-            state = {**payload, "state_dict": _cpu_state(model), "optimizer": opt.state_dict(), "epoch": done,
-                     "loss_history": history}
-            save_checkpoint(bundle.parent / "checkpoints" / f"epoch_{done:05d}.pt", state)
+            ckpt = replace(start, state_dict=_cpu_state(model), optimizer=stepper.opt.state_dict(), epoch=done,
+                           loss_history=tuple(history))
+            save_checkpoint(bundle.parent / "checkpoints" / f"epoch_{done:05d}.pt", ckpt)
             if done == tcfg.epochs:
-                save_checkpoint(bundle, state)
-    train_seconds = time.perf_counter() - t0
-    log.info("trained %d epochs in %.1f s, final loss %.5f -> %s", tcfg.epochs - start_epoch, train_seconds,
-             history[-1], bundle)
-    return TrainResult(bundle, tcfg.epochs, history[-1], train_seconds, cache_seconds, len(train_samples), len(held))
+                save_checkpoint(bundle, ckpt)
+    return history
+
+
+def _resume(path: str | Path, start: Checkpoint, model: ADTR, opt: torch.optim.Optimizer) -> Checkpoint:
+    """Restore the weights and optimizer state of checkpoint ``path``; ``start`` with its epochs and losses."""
+    ckpt = load_checkpoint(path)
+    _check_resumable(ckpt, start.preset, start.product)
+    model.load_state_dict(ckpt.state_dict)
+    opt.load_state_dict(ckpt.optimizer)
+    log.info("resuming %s from epoch %d", path, ckpt.epoch)
+    epochs = start.preset.train.epochs
+    if ckpt.epoch >= epochs:
+        raise CheckpointError(f"{path} already finished all {epochs} epochs; raise --epochs to continue")
+    return replace(start, epoch=ckpt.epoch, loss_history=ckpt.loss_history)
+
+
+def _data_info(root: str | Path, layout: str, train_samples: list[Sample], held: list[Sample],
+               val_fraction: float) -> DataInfo:
+    def files(samples: list[Sample]) -> tuple[ImageFile, ...]:
+        return tuple(ImageFile(s.path.name, fingerprint(s.path)) for s in samples)
+
+    return DataInfo(str(Path(root).resolve()), layout, files(train_samples), files(held), val_fraction)
 
 
 def _cpu_state(model: ADTR) -> dict[str, torch.Tensor]:

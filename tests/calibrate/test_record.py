@@ -14,11 +14,12 @@ from inspector.calibrate.record import (
     ScoreStats,
     calibration_path,
     load_calibration,
-    normalized_score,
     report_path,
     save_calibration,
 )
 from inspector.errors import CalibrationError
+from inspector.manifest import FileRef, Manifest
+from tests.manifest_support import make_manifest
 
 SHA = "a" * 64
 
@@ -36,8 +37,8 @@ def make_record(**changes) -> CalibrationRecord:
     return dataclasses.replace(rec, **changes)
 
 
-def manifest(sha: str) -> dict:
-    return {"schema": 1, "checkpoint": {"path": "model.pt", "sha256": sha}}
+def manifest(sha: str) -> Manifest:
+    return make_manifest("cable", checkpoint=FileRef("model.pt", sha))
 
 
 def test_round_trip_is_human_readable(tmp_path):
@@ -94,12 +95,6 @@ def test_strict_loading_names_the_bad_key(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(CalibrationError, match="'policy'.*allowed"):
         load_calibration(tmp_path, "cable")
-
-
-def test_normalized_score_puts_the_line_at_one():
-    rec = make_record(image_threshold=2.0)
-    assert normalized_score(2.0, rec) == 1.0
-    np.testing.assert_allclose(normalized_score(np.float32([1.0, 3.0]), rec), [0.5, 1.5])
 
 
 def test_rate_contains():

@@ -83,7 +83,7 @@ def test_train_add_reviewed_trains_on_false_rejects_and_calibration_then_refuses
 
     home, _ = product
     ckpt = load_checkpoint(model_path(home, "cable"))
-    data = ckpt.payload["data"]["root"]
+    data = ckpt.data.root
     new_home = tmp_path / "home"
     (new_home / "reviews").mkdir(parents=True)
     store_src = ReviewStore(home, "cable")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from inspector.bundle import load_checkpoint, model_path
+from inspector.calibrate import rule
 from inspector.calibrate import thresholds as th
 from inspector.calibrate.record import calibration_path, load_calibration, save_calibration
 from inspector.calibrate.run import Policy, calibrate, check
@@ -20,8 +21,8 @@ from inspector.cli import main
 from inspector.data.dataset import fingerprint, load_dataset
 from inspector.data.synthetic import write_product
 from inspector.errors import CalibrationError, CheckpointError
+from inspector.files import sha256_file
 from inspector.manifest import load_manifest
-from inspector.model.weights import sha256_file
 from tests.calibration_support import TorchFrames, copy_home, write_manifest
 
 # 8 held-out good images (40 x 0.2): alpha must be >= 1/9
@@ -79,7 +80,7 @@ def test_default_calibration_uses_the_holdout(home, backend, trained):
     assert {i["sha256"] for i in rec.data["images"]} == set(ckpt.fingerprints("holdout"))
     # k = ceil(9 * 0.8) = 8 = n: the threshold lies just above the largest held-out score
     good = run.scored.scores
-    assert rec.image_threshold > good.max() and not th.fails(good, rec.image_threshold).any()
+    assert rec.image_threshold > good.max() and not rule.fails(good, rec.image_threshold).any()
     assert rec.expected_frr.estimate == pytest.approx(1 / 9)
     assert (rec.expected_frr.lower, rec.expected_frr.upper) == pytest.approx(th.clopper_pearson(0, 8))
     assert rec.expected_escape is None and rec.pixel_policy == "conformal" and rec.min_region_area >= 1
@@ -183,7 +184,7 @@ def test_real_torch_backend_with_roi_and_mask_size(home, fresh_folder):
     """Through open_backend("torch"): the maps cover the ROI at the manifest's mask size, and so do the masks."""
     from inspector.data.dataset import read_mask
 
-    write_manifest(home / "engines" / "cable", sha256_file(model_path(home, "cable")), mask=(32, 32), roi=[8, 8, 48, 48])
+    write_manifest(home / "engines" / "cable", sha256_file(model_path(home, "cable")), mask=(32, 32), roi=(8, 8, 48, 48))
     run = calibrate("cable", home, data=fresh_folder, policy=Policy(target_frr=ALPHA), backend="torch", device="cpu")
     sc = run.scored
     assert run.record.backend["backend"] == "torch" and run.record.mask_size == (32, 32)

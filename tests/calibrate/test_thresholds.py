@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from inspector.calibrate import rule
 from inspector.calibrate import thresholds as th
 from inspector.errors import CalibrationError
 
@@ -18,7 +19,7 @@ def test_conformal_quantile_known_sample():
     q = th.conformal_quantile(scores, 0.1)
     assert (q.n, q.rank, q.value) == (19, 18, 18.0)  # ceil(20 * 0.9) = 18
     assert 18.0 < q.threshold < 19.0
-    assert th.fails(scores, q.threshold).sum() == 1  # only 19 fails
+    assert rule.fails(scores, q.threshold).sum() == 1  # only 19 fails
     assert q.expected_rate == pytest.approx(2 / 20)
 
 
@@ -33,8 +34,8 @@ def test_conformal_quantile_ties_keep_k_lowest_passing():
     scores = np.array([1, 1, 1, 2, 2, 2, 2, 2, 2, 2], dtype=np.float32)
     q = th.conformal_quantile(scores, 0.5)  # k = ceil(11 * 0.5) = 6 -> value 2
     assert q.value == 2.0
-    assert th.fails(scores, q.threshold).sum() == 0  # the threshold sits just above the tied value
-    assert th.fails(np.float32([q.threshold]), q.threshold).all()  # the float32 decision agrees with float64
+    assert rule.fails(scores, q.threshold).sum() == 0  # the threshold sits just above the tied value
+    assert rule.fails(np.float32([q.threshold]), q.threshold).all()  # the float32 decision agrees with float64
 
 
 def test_conformal_too_few_says_smallest_alpha_and_how_many_more():
@@ -115,8 +116,8 @@ def test_f1_threshold_matches_brute_force(seed):
     op = th.f1_threshold(good, bad)
     assert op.f1 == pytest.approx(best, abs=1e-12)
     # the reported counts are what the decision rule really does at that threshold
-    assert op.false_rejects == th.fails(good, op.threshold).sum()
-    assert op.escapes == (~th.fails(bad, op.threshold)).sum()
+    assert op.false_rejects == rule.fails(good, op.threshold).sum()
+    assert op.escapes == (~rule.fails(bad, op.threshold)).sum()
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -127,7 +128,7 @@ def test_cost_threshold_matches_brute_force(seed):
     op = th.cost_threshold(good, bad, c_escape, c_reject)
     cost = c_escape * op.escapes + c_reject * op.false_rejects
     assert cost == pytest.approx(np.min(c_escape * esc + c_reject * fr))
-    assert op.false_rejects == th.fails(good, op.threshold).sum()
+    assert op.false_rejects == rule.fails(good, op.threshold).sum()
 
 
 def test_cost_threshold_extremes():
@@ -188,17 +189,8 @@ def test_min_region_area_is_conformal_over_largest_noise_regions():
     maps = np.stack([_blob_map(a) for a in range(1, 20)])  # largest regions of 1..19 px
     area = th.min_region_area(maps, 0.5, alpha=0.1)  # k = 18 -> the 18-px region is noise
     assert area == 19
-    assert th.regions(_blob_map(19), 0.5, area) and not th.regions(_blob_map(18), 0.5, area)
+    assert rule.components(_blob_map(19), 0.5, area).kept and not rule.components(_blob_map(18), 0.5, area).kept
     assert th.min_region_area(np.zeros((19, 8, 8), np.float32), 0.5, 0.1) == 1  # no noise: any region counts
-
-
-def test_regions_boxes_and_areas():
-    m = np.zeros((10, 10), np.float32)
-    m[1:3, 1:4] = 2.0  # 6 px
-    m[7, 7] = 2.0  # 1 px of noise
-    assert th.regions(m, 1.0, min_area=2) == [(1, 1, 3, 2, 6)]
-    assert len(th.regions(m, 1.0, min_area=1)) == 2
-    assert th.largest_region(m, 1.0) == 6 and th.largest_region(m, 5.0) == 0
 
 
 def test_pixel_thresholds():

@@ -25,6 +25,15 @@ def test_result_line():
     line = result_line(_r(decision="ERROR", score=None, normalized_score=None, error="boom", part_id="X1",
                           frame_id=None))
     assert "ERROR boom" in line and "part X1" in line and "frame     -" in line
+    peak = result_line(_r(regions=(Region((8, 4, 16, 8), 128, 0.4, "peak"),)))
+    assert "at its peak (no region above the pixel threshold)" in peak
+
+
+def test_overlay_draws_a_peak_region_in_its_own_colour():
+    frame = np.full((48, 64, 3), 100, np.uint8)
+    defect = draw_overlay(_r(regions=(Region((8, 4, 16, 8), 128, 0.9),)), None, frame)
+    peak = draw_overlay(_r(regions=(Region((8, 4, 16, 8), 128, 0.4, "peak"),)), None, frame)
+    assert tuple(defect[11, 16]) == (0, 255, 255) and tuple(peak[11, 16]) == (0, 140, 255)
 
 
 @pytest.mark.parametrize("space", ["frame", "mask"])

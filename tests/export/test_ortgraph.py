@@ -18,10 +18,10 @@ import torch
 from inspector.bundle import build_inspection_model, load_checkpoint
 from inspector.export.ortgraph import FusedAttention, with_fused_attention
 from inspector.export.run import ExportOptions, export
-from inspector.manifest import load_manifest
+from inspector.files import sha256_file
+from inspector.manifest import OnnxEntry, OrtGraph, load_manifest
 from inspector.model.adtr import Attention
 from inspector.model.graph import GraphSpec
-from inspector.model.weights import sha256_file
 from inspector.runtime import open_backend
 from tests.export_support import exported_home, labelled_frames
 
@@ -66,10 +66,10 @@ def test_ort_graph_holds_the_fused_operator_and_matches_the_plain_graph(bundle, 
     assert "Softmax" in plain and "MultiHeadAttention" not in plain  # TensorRT's file stays plain ONNX
 
     m = load_manifest(bundle)
-    assert m["onnx"]["fp32-ort"] == {"path": "model.ort.onnx", "sha256": sha256_file(bundle / "model.ort.onnx"),
-                                     "consumers": ["onnxruntime"]}
-    assert m["ort_graph"]["written"] and m["ort_graph"]["fused_attention"] == 3
-    assert m["verification"]["fp32-ort"]["max_map_diff_rel"] <= 1e-3
+    assert m.onnx["fp32-ort"] == OnnxEntry("model.ort.onnx", sha256_file(bundle / "model.ort.onnx"),
+                                           consumers=("onnxruntime",))
+    assert m.ort_graph.written and m.ort_graph.fused_attention == 3
+    assert m.verification.checks["fp32-ort"].max_map_diff_rel <= 1e-3
 
     frames = labelled_frames(trained["data"])[0][:4]
     with open_backend("onnxruntime", bundle.parent.parent, "cable", device="cpu") as fused, \
@@ -100,10 +100,10 @@ def int8_home(trained, tmp_path_factory):
 def test_int8_graph_is_quantised_verified_and_chosen_on_the_cpu(int8_home, trained):
     bundle = int8_home / "engines" / "cable"
     m = load_manifest(bundle)
-    entry = m["onnx"]["int8"]
-    assert entry["path"] == "model.int8.onnx" and entry["sha256"] == sha256_file(bundle / "model.int8.onnx")
-    assert entry["from"] == "model.ort.onnx" and entry["consumers"] == ["onnxruntime"]
-    assert m["verification"]["int8"]["max_map_diff_rel"] <= 1e-2
+    entry = m.onnx["int8"]
+    assert entry.path == "model.int8.onnx" and entry.sha256 == sha256_file(bundle / "model.int8.onnx")
+    assert entry.source == "model.ort.onnx" and entry.consumers == ("onnxruntime",)
+    assert m.verification.checks["int8"].max_map_diff_rel <= 1e-2
     ops = {n.op_type for n in onnx.load(str(bundle / "model.int8.onnx")).graph.node}
     assert {"DynamicQuantizeLinear", "MultiHeadAttention"} <= ops and "MatMul" not in ops  # every MatMul quantised
 
@@ -122,8 +122,7 @@ def test_export_without_int8_removes_a_stale_int8_graph(int8_home, tmp_path):
     bundle = home / "engines" / "cable"
     export("cable", home, ExportOptions(max_batch=4, ort_graph=False))
     m = load_manifest(bundle)
-    assert set(m["onnx"]) == {"fp32"} and m["ort_graph"] == {"written": False,
-                                                             "reason": "not asked for (--no-ort-graph)"}
+    assert set(m.onnx) == {"fp32"} and m.ort_graph == OrtGraph(False, reason="not asked for (--no-ort-graph)")
     assert not (bundle / "model.int8.onnx").exists() and not (bundle / "model.ort.onnx").exists()
     with open_backend("onnxruntime", home, "cable", device="cpu") as b:
         assert b.describe()["onnx"] == "model.onnx" and b.describe()["precision"] == "fp32"
@@ -137,8 +136,8 @@ def test_models_without_attention_get_no_ort_graph(synthetic_root, tmp_path):
     preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, epochs=1, checkpoint_every=1))
     train("cable", synthetic_root, preset, home=tmp_path, device="cpu", progress=False)
     m = export("cable", tmp_path, ExportOptions(max_batch=2))
-    assert "fp32-ort" not in m["onnx"] and not m["ort_graph"]["written"]
-    assert "no attention layers" in m["ort_graph"]["reason"]
+    assert "fp32-ort" not in m.onnx and not m.ort_graph.written
+    assert "no attention layers" in m.ort_graph.reason
     assert not (tmp_path / "engines" / "cable" / "model.ort.onnx").exists()
 
 
@@ -152,8 +151,8 @@ def test_a_failing_ort_graph_export_falls_back_to_the_plain_graph(trained, tmp_p
     (tmp_path / "engines" / "cable").mkdir(parents=True)
     shutil.copy2(trained["home"] / "engines" / "cable" / "model.pt", tmp_path / "engines" / "cable" / "model.pt")
     m = export("cable", tmp_path, ExportOptions(max_batch=2))
-    assert set(m["onnx"]) == {"fp32"} and not m["ort_graph"]["written"]
-    assert "register_schema" in m["ort_graph"]["reason"] and "onnxruntime will run model.onnx" in caplog.text
+    assert set(m.onnx) == {"fp32"} and not m.ort_graph.written
+    assert "register_schema" in m.ort_graph.reason and "onnxruntime will run model.onnx" in caplog.text
     with open_backend("onnxruntime", tmp_path, "cable", device="cpu") as b:
         assert b.describe()["onnx"] == "model.onnx"
 

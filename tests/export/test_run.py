@@ -4,6 +4,7 @@ parity here, the real-data parity is in tests/runtime/test_parity_bottle.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -13,13 +14,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from inspector.bundle import build_inspection_model, load_checkpoint
+from inspector.bundle import build_inspection_model, load_checkpoint, save_checkpoint
 from inspector.errors import ExportError
 from inspector.evaluate.metrics import auroc
 from inspector.export.run import ExportOptions, export
-from inspector.manifest import load_manifest
+from inspector.files import sha256_file
+from inspector.manifest import FrameSize, InputSpec, OnnxEntry, load_manifest, manifest_to_json
 from inspector.model.graph import GraphSpec
-from inspector.model.weights import sha256_file
 from tests.export_support import exported_home, labelled_frames
 
 
@@ -54,22 +55,34 @@ def test_graph_interface_is_frames_in_result_out(bundle):
     assert any(n.op_type == "LayerNormalization" for n in m.graph.node)
 
 
+def test_the_only_uint8_operation_is_the_first_cast(bundle):
+    # TensorRT keeps uint8 only at the network's I/O: every other op must see float (docs/engines.md).
+    for name in ("model.onnx", "model.fp16.onnx"):
+        g = onnx.load(str(bundle / name)).graph
+        # Shape reads only the batch size (no uint8 data); everything else goes through the one Cast.
+        consumers = [n for n in g.node if "frames" in n.input and n.op_type != "Shape"]
+        assert [n.op_type for n in consumers] == ["Cast"], name
+        assert next(a.i for a in consumers[0].attribute if a.name == "to") == onnx.TensorProto.FLOAT
+        uint8_casts = [n for n in g.node if n.op_type == "Cast"
+                       and any(a.name == "to" and a.i == onnx.TensorProto.UINT8 for a in n.attribute)]
+        assert not uint8_casts, name
+
+
 def test_manifest_records_hashes_shapes_and_versions(bundle):
     m = load_manifest(bundle)
-    assert m["checkpoint"]["sha256"] == sha256_file(bundle / "model.pt")
+    assert m.checkpoint.sha256 == sha256_file(bundle / "model.pt")
     for precision, name in (("fp32", "model.onnx"), ("fp16", "model.fp16.onnx")):
-        assert m["onnx"][precision] == {"path": name, "sha256": sha256_file(bundle / name)}
-    assert m["input"] == {"name": "frames", "dtype": "uint8", "shape": ["batch", 64, 64, 3], "layout": "NHWC",
-                          "color": "BGR"}
-    assert m["outputs"]["anomaly_map"]["shape"] == ["batch", 64, 64]
-    assert m["frame"] == {"height": 64, "width": 64}  # the training images' size
-    assert m["max_batch"] == 4 and m["opset"] >= 17 and m["roi"] is None and m["model_size"] == 64
-    assert {"torch", "onnx", "onnxruntime"} <= set(m["versions"])
-    d = m["fp16_decisions"]
-    assert d["preprocess"] == "fp32" and d["scorer"] == "fp32" and d["layernorm"] in ("fp16", "fp32")
-    assert d["layernorm_max_sum_sq"] > 0 and d["layernorm_reason"]
-    assert m["verification"]["fp32"]["max_map_diff_rel"] <= 1e-3
-    assert "threshold" not in json.dumps(m).lower()
+        assert m.onnx[precision] == OnnxEntry(name, sha256_file(bundle / name))
+    assert m.input == InputSpec("frames", "uint8", ("batch", 64, 64, 3), "NHWC", "BGR")
+    assert m.outputs.anomaly_map.shape == ("batch", 64, 64)
+    assert m.frame == FrameSize(64, 64)  # the training images' size
+    assert m.max_batch == 4 and m.opset >= 17 and m.roi is None and m.model_size == 64
+    assert {"torch", "onnx", "onnxruntime"} <= set(m.versions)
+    d = m.fp16_decisions
+    assert d.preprocess == "fp32" and d.scorer == "fp32" and d.layernorm in ("fp16", "fp32")
+    assert d.layernorm_max_sum_sq > 0 and d.layernorm_reason
+    assert m.verification.checks["fp32"].max_map_diff_rel <= 1e-3
+    assert "threshold" not in json.dumps(manifest_to_json(m)).lower()
 
 
 def test_onnx_runtime_matches_torch_on_synthetic_test_images(bundle, trained):
@@ -107,8 +120,8 @@ def test_frame_roi_and_mask_size(trained, tmp_path):
     big = np.zeros((3, 72, 100, 3), np.uint8)
     big[:, 4:68, 20:84] = frames[:3]
     m = export("cable", home, ExportOptions(frame=(72, 100), roi=(20, 4, 64, 64), mask_size=(32, 48), max_batch=2))
-    assert m["frame"] == {"height": 72, "width": 100} and m["roi"] == [20, 4, 64, 64] and m["mask_size"] == [32, 48]
-    assert "fp16" not in m["onnx"] and m["fp16_decisions"] is None
+    assert m.frame == FrameSize(72, 100) and m.roi == (20, 4, 64, 64) and m.mask_size == (32, 48)
+    assert "fp16" not in m.onnx and m.fp16_decisions is None
     sess = _session(home / "engines" / "cable" / "model.onnx")
     score, amap = sess.run(None, {"frames": big[:2]})
     assert amap.shape == (2, 32, 48)
@@ -133,9 +146,8 @@ def test_bad_requests_are_refused(trained, tmp_path):
 
 def test_default_frame_needs_the_training_images(trained, tmp_path):
     ckpt = load_checkpoint(trained["result"].model_path)
-    payload = {**ckpt.payload, "data": {**ckpt.payload["data"], "root": str(tmp_path / "gone")}}
     home = tmp_path / "h"
-    (home / "engines" / "cable").mkdir(parents=True)
-    torch.save(payload, home / "engines" / "cable" / "model.pt")
+    moved = dataclasses.replace(ckpt, data=dataclasses.replace(ckpt.data, root=str(tmp_path / "gone")))
+    save_checkpoint(home / "engines" / "cable" / "model.pt", moved)
     with pytest.raises(ExportError, match="--frame"):
         export("cable", home, ExportOptions())

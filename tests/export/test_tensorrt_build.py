@@ -6,16 +6,16 @@ shapes, I/O names, the manifest entry, the timing cache on disk, and the errors 
 
 from __future__ import annotations
 
-import json
 import sys
 
 import pytest
 
 from inspector.errors import BackendError
 from inspector.export import tensorrt_build as tb
-from inspector.manifest import load_manifest
-from inspector.model.weights import sha256_file
+from inspector.files import sha256_file
+from inspector.manifest import OnnxEntry, load_manifest
 from tests.export_support import exported_home, private_copy
+from tests.manifest_support import fp16_decisions, make_manifest
 from tests.runtime import fake_tensorrt
 
 
@@ -25,11 +25,10 @@ def home(trained, tmp_path_factory):
 
 
 def _manifest(fp16=True, layernorm="fp32"):
-    m = {"product": "cable", "onnx": {"fp32": {"path": "model.onnx", "sha256": "a" * 64}}, "fp16_decisions": None}
-    if fp16:
-        m["onnx"]["fp16"] = {"path": "model.fp16.onnx", "sha256": "b" * 64}
-        m["fp16_decisions"] = {"layernorm": layernorm}
-    return m
+    if not fp16:
+        return make_manifest("cable")
+    onnx = {"fp32": OnnxEntry("model.onnx", "a" * 64), "fp16": OnnxEntry("model.fp16.onnx", "b" * 64)}
+    return make_manifest("cable", onnx=onnx, fp16_decisions=fp16_decisions(layernorm))
 
 
 def test_plan_file_naming():
@@ -107,27 +106,27 @@ def test_build_engine_against_fake_tensorrt(home, tmp_path, monkeypatch, version
     builder = fake_tensorrt.Builder.last
     bundle = copy / "engines" / "cable"
     plan = bundle / f"nvidia-h200-sm90-trt{version}.plan"
-    assert entry["plan"] == plan.name and entry["sha256"] == sha256_file(plan)
+    assert entry.plan == plan.name and entry.sha256 == sha256_file(plan)
     assert builder.config.pools[fake_tensorrt.MemoryPoolType.WORKSPACE] == 512 << 20
     assert builder.config.profiles[0].shapes["frames"] == ((1, 64, 64, 3), (2, 64, 64, 3), (4, 64, 64, 3))
     manifest = load_manifest(bundle)
     if version.startswith("11"):
         assert builder.network.flags == 1 << 5 and not builder.config.flags
-        assert entry["onnx"] == "model.fp16.onnx" and entry["onnx_sha256"] == manifest["onnx"]["fp16"]["sha256"]
+        assert entry.onnx == "model.fp16.onnx" and entry.onnx_sha256 == manifest.onnx["fp16"].sha256
     else:
         assert builder.network.flags == 0 and fake_tensorrt.BuilderFlag.FP16 in builder.config.flags
-        assert entry["onnx"] == "model.onnx"
-        pinned = manifest["fp16_decisions"]["layernorm"] == "fp32"
-        assert entry["pin_layernorm_fp32"] is pinned
+        assert entry.onnx == "model.onnx"
+        pinned = manifest.fp16_decisions.layernorm == "fp32"
+        assert entry.pin_layernorm_fp32 is pinned
         norms = [la for la in builder.network.layers if la.type == fake_tensorrt.LayerType.NORMALIZATION]
         assert norms and all((la.precision == fake_tensorrt.DataType.FLOAT) is pinned for la in norms)
-    assert manifest["engines"] == [json.loads(json.dumps(entry))]
+    assert manifest.engines == (entry,)
     cache = bundle.parent / ".timing" / (plan.stem + ".cache")
-    assert cache.read_bytes() == b"+timing" and entry["timing_cache"] == f"../.timing/{plan.stem}.cache"
+    assert cache.read_bytes() == b"+timing" and entry.timing_cache == f"../.timing/{plan.stem}.cache"
     # A rebuild starts from the cache on disk and replaces the entry instead of adding one.
     tb.build_engine(copy, "cable", workspace_mib=512, max_batch=4)
     assert fake_tensorrt.Builder.last.config.created_cache_from == b"+timing"
-    assert len(load_manifest(bundle)["engines"]) == 1
+    assert len(load_manifest(bundle).engines) == 1
 
 
 def test_build_refuses_a_batch_beyond_the_export(home, tmp_path, monkeypatch):

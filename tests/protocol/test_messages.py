@@ -19,6 +19,17 @@ def _result(**kw) -> m.Result:
     return m.Result(**base)
 
 
+def test_a_region_without_kind_decodes_as_a_defect_and_an_unknown_kind_is_refused():
+    frames = m.encode(_result())
+    header = json.loads(frames[1])
+    del header["regions"][0]["kind"]  # a header from before region kinds
+    back, _ = m.decode([frames[0], json.dumps(header).encode()])
+    assert back.regions[0].kind == "defect"
+    header["regions"][0]["kind"] = "ghost"
+    with pytest.raises(ProtocolError):
+        m.decode([frames[0], json.dumps(header).encode()])
+
+
 def test_result_round_trip_with_mask():
     msg = _result()
     frames = m.encode(msg, b"\x89PNG fake")
@@ -28,7 +39,7 @@ def test_result_round_trip_with_mask():
                 "decision", "score", "normalized_score", "threshold", "regions", "model_sha", "calibration_id"):
         assert key in header, key
     assert header["schema"] == m.SCHEMA and header["type"] == "result"
-    assert header["regions"] == [{"bbox": [1, 2, 3, 4], "area": 12, "peak": 0.9}]
+    assert header["regions"] == [{"bbox": [1, 2, 3, 4], "area": 12, "peak": 0.9, "kind": "defect"}]
     back, mask = m.decode(frames)
     assert back == msg and mask == b"\x89PNG fake"
 

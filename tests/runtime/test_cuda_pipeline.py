@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from inspector.errors import BackendError
 from inspector.runtime.cuda_pipeline import bucket_for, buckets, chunks
 
 
@@ -16,7 +17,7 @@ def test_buckets_are_powers_of_two_up_to_the_chunk():
 def test_bucket_for_rounds_up():
     sizes = buckets(8)
     assert [bucket_for(n, sizes) for n in range(1, 9)] == [1, 2, 4, 4, 8, 8, 8, 8]
-    with pytest.raises(ValueError):
+    with pytest.raises(BackendError):
         bucket_for(9, sizes)
 
 

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from inspector.errors import BackendError
+from inspector.manifest import Manifest, OnnxEntry, OrtGraph
 from inspector.result import InferenceResult
 from inspector.runtime import open_backend
 from inspector.runtime.onnxruntime_backend import choose_graph, choose_precision, choose_provider
 from tests.export_support import exported_home, labelled_frames, private_copy
+from tests.manifest_support import make_manifest
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,10 @@ def test_changed_onnx_is_refused(home, tmp_path, name, graph):
         OnnxRuntimeBackend(open_bundle(copy, "cable"), device="cpu", graph=graph)
 
 
+def _with_onnx(*keys: str, **changes) -> Manifest:
+    return make_manifest("p", onnx={k: OnnxEntry(f"{k}.onnx", "a" * 64) for k in keys}, **changes)
+
+
 def test_provider_and_precision_choice():
     cpu_only = ["CPUExecutionProvider"]
     both = ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -74,13 +80,13 @@ def test_provider_and_precision_choice():
         choose_provider("cuda", cpu_only)
     with pytest.raises(BackendError, match="unknown device"):
         choose_provider("tpu", cpu_only)
-    m = {"onnx": {"fp32": {}, "fp16": {}}}
+    m = _with_onnx("fp32", "fp16")
     assert choose_precision("auto", "CPUExecutionProvider", m) == "fp32"
     assert choose_precision("auto", "CUDAExecutionProvider", m) == "fp16"
-    assert choose_precision("auto", "CUDAExecutionProvider", {"onnx": {"fp32": {}}}) == "fp32"
+    assert choose_precision("auto", "CUDAExecutionProvider", _with_onnx("fp32")) == "fp32"
     with pytest.raises(BackendError, match="allowed: auto, fp32, fp16, int8"):
         choose_precision("int4", "CPUExecutionProvider", m)
-    with_int8 = {"onnx": {"fp32": {}, "fp16": {}, "int8": {}}}
+    with_int8 = _with_onnx("fp32", "fp16", "int8")
     assert choose_precision("auto", "CPUExecutionProvider", with_int8) == "int8"  # exported = opted in
     assert choose_precision("auto", "CPUExecutionProvider", with_int8, int8_ok=False) == "fp32"  # graph standard
     assert choose_precision("auto", "CUDAExecutionProvider", with_int8) == "fp16"
@@ -90,8 +96,8 @@ def test_provider_and_precision_choice():
 
 
 def test_graph_choice():
-    fused = {"product": "p", "onnx": {"fp32": {}, "fp32-ort": {}, "fp16": {}}}
-    plain = {"product": "p", "onnx": {"fp32": {}}, "ort_graph": {"written": False, "reason": "no attention layers"}}
+    fused = _with_onnx("fp32", "fp32-ort", "fp16")
+    plain = _with_onnx("fp32", ort_graph=OrtGraph(False, reason="no attention layers"))
     assert choose_graph("auto", "fp32", fused) == "fp32-ort"
     assert choose_graph("auto", "fp32", plain) == "fp32"
     assert choose_graph("auto", "fp16", fused) == "fp16"

@@ -3,6 +3,7 @@ parity with ONNX Runtime (marked ``tensorrt``; skipped here with the reason)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 
@@ -11,10 +12,11 @@ import pytest
 
 from inspector.errors import BackendError
 from inspector.evaluate.metrics import auroc
-from inspector.manifest import add_engine
+from inspector.files import sha256_file
 from inspector.runtime import open_backend
 from inspector.runtime.tensorrt_backend import check_io, check_plan_file, select_engine
 from tests.export_support import exported_home, labelled_frames
+from tests.manifest_support import engine_entry, make_manifest
 from tests.runtime import fake_tensorrt
 
 
@@ -28,16 +30,11 @@ def _has_tensorrt_gpu() -> bool:
 
 needs_tensorrt = pytest.mark.skipif(not _has_tensorrt_gpu(), reason="needs TensorRT and an NVIDIA GPU")
 
-H200 = {"gpu": "NVIDIA H200", "compute_capability": "9.0", "tensorrt": "10.13.0", "plan": "p.plan",
-        "onnx_precision": "fp32", "onnx_sha256": "a" * 64, "sha256": "", "max_batch": 4}
-
-
-def _manifest():
-    return {"product": "cable", "onnx": {"fp32": {"path": "model.onnx", "sha256": "a" * 64}}, "engines": []}
+H200 = engine_entry("NVIDIA H200", "9.0", "10.13.0", plan="p.plan", onnx_precision="fp32", onnx_sha256="a" * 64)
 
 
 def test_select_engine_matches_gpu_and_version():
-    m = add_engine(_manifest(), H200)
+    m = make_manifest("cable").with_engine(H200)
     assert select_engine(m, "NVIDIA H200", "9.0", "10.13.0") == H200
     with pytest.raises(BackendError, match=r"no TensorRT plan.*TensorRT 10.14.0.*run `inspector build --product cable`"):
         select_engine(m, "NVIDIA H200", "9.0", "10.14.0")
@@ -46,16 +43,14 @@ def test_select_engine_matches_gpu_and_version():
 
 
 def test_plan_from_another_export_is_refused():
-    m = add_engine(_manifest(), {**H200, "onnx_sha256": "c" * 64})
+    m = make_manifest("cable").with_engine(dataclasses.replace(H200, onnx_sha256="c" * 64))
     with pytest.raises(BackendError, match="another export.*inspector build --product cable"):
         select_engine(m, "NVIDIA H200", "9.0", "10.13.0")
 
 
 def test_changed_or_missing_plan_is_refused(tmp_path):
     (tmp_path / "p.plan").write_bytes(b"PLAN")
-    from inspector.model.weights import sha256_file
-
-    entry = {**H200, "sha256": sha256_file(tmp_path / "p.plan")}
+    entry = dataclasses.replace(H200, sha256=sha256_file(tmp_path / "p.plan"))
     assert check_plan_file(tmp_path, entry, "cable") == b"PLAN"
     (tmp_path / "p.plan").write_bytes(b"PLAN2")
     with pytest.raises(BackendError, match="changed after it was built"):

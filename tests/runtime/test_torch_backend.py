@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from inspector.device import resolve_device
 from inspector.errors import BackendError
 from inspector.evaluate.metrics import auroc
 from inspector.runtime import open_backend
-from inspector.runtime.torch_backend import TorchBackend, choose_device, choose_precision, layernorm_fp32
+from inspector.runtime.torch_backend import TorchBackend, choose_precision
 from tests.export_support import exported_home, labelled_frames, private_copy
+from tests.manifest_support import fp16_decisions, make_manifest
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run deploy/gpu_check.sh)")
 
@@ -46,8 +48,8 @@ def test_retrained_checkpoint_is_refused(home, trained, tmp_path):
         open_backend("torch", copy, "cable", device="cpu")
 
 
-def test_device_and_precision_rules():
-    assert choose_device("cpu").type == "cpu"
+def test_device_and_precision_rules(home):
+    assert resolve_device("cpu", BackendError).type == "cpu"
     assert choose_precision("auto", torch.device("cpu")) == "fp32"
     assert choose_precision("auto", torch.device("cuda")) == "fp16"
     with pytest.raises(BackendError, match="CUDA only"):
@@ -55,12 +57,14 @@ def test_device_and_precision_rules():
     with pytest.raises(BackendError, match="int8 is an onnxruntime CPU graph"):
         choose_precision("int8", torch.device("cpu"))
     with pytest.raises(BackendError, match="unknown device"):
-        choose_device("npu")
+        resolve_device("npu", BackendError)
     if not torch.cuda.is_available():
         with pytest.raises(BackendError, match="sees no CUDA GPU"):
-            choose_device("cuda")
-    assert layernorm_fp32({"fp16_decisions": {"layernorm": "fp16"}}) is False
-    assert layernorm_fp32({"fp16_decisions": None}) is True  # no measurement: the safe side
+            resolve_device("cuda", BackendError)
+        with pytest.raises(BackendError, match="sees no CUDA GPU"):
+            TorchBackend(_bundle(home), device="cuda")
+    assert make_manifest(fp16_decisions=fp16_decisions("fp16")).layernorm_fp32 is False
+    assert make_manifest(fp16_decisions=None).layernorm_fp32 is True  # no measurement: the safe side
 
 
 @pytest.mark.gpu

@@ -38,8 +38,8 @@ class FakeBackend(Backend):
     name = "fake"
 
     def __init__(self, frame_hw: tuple[int, int] = FRAME_HW, max_batch: int = 4, delay_s: float = 0.0,
-                 fail: bool = False) -> None:
-        self._hw, self._max, self.delay_s, self.fail = frame_hw, max_batch, delay_s, fail
+                 fail: bool = False, nan: bool = False) -> None:
+        self._hw, self._max, self.delay_s, self.fail, self.nan = frame_hw, max_batch, delay_s, fail, nan
         self.closed = False
         self.batches: list[int] = []
 
@@ -64,6 +64,8 @@ class FakeBackend(Backend):
         small = np.stack([cv2.resize(f, MAP_HW[::-1], interpolation=cv2.INTER_AREA) for f in frames])
         maps = small.mean(axis=3, dtype=np.float32) / 255.0
         score = np.array([cv2.mean(f)[:3] for f in frames], np.float32).mean(axis=1) / 255.0
+        if self.nan:  # a broken model: NaN scores, which must never read as PASS
+            score[:] = np.nan
         return InferenceResult(score, maps)
 
     def describe(self) -> dict:
@@ -90,7 +92,8 @@ class FakeLoader:
                                      "cable2": (FRAME_HW, FakeCalibration("fake-cal-2", 0.3, 0.6, 4)),
                                      "wide": ((48, 96), FakeCalibration()),
                                      "big": ((480, 640), FakeCalibration()),
-                                     "broken": (FRAME_HW, FakeCalibration("broken-cal"))}
+                                     "broken": (FRAME_HW, FakeCalibration("broken-cal")),
+                                     "nan": (FRAME_HW, FakeCalibration("nan-cal"))}
         self.delay_s, self.load_s = delay_s, load_s
         self.cal_broken = False
         self.loaded: list[Product] = []
@@ -102,7 +105,7 @@ class FakeLoader:
             raise CheckpointError(f"no bundle for product {name!r}: run `inspector export --product {name}` first")
         time.sleep(self.load_s)
         hw, cal = self.products[name]
-        backend = FakeBackend(hw, delay_s=self.delay_s, fail=name == "broken")
+        backend = FakeBackend(hw, delay_s=self.delay_s, fail=name == "broken", nan=name == "nan")
         p = Product(name, backend, cal, f"sha-{name}", None, hw, {"product": name})
         with self.lock:
             self.loaded.append(p)

@@ -122,6 +122,14 @@ def test_inference_failure_gives_error_results(tmp_path):
     assert all("inference failed: fake backend failure" in r.error for r in got.results)
 
 
+def test_a_nan_score_gives_error_results_never_pass(tmp_path):
+    video = write_video(tmp_path / "v.avi", 4)
+    with Line(config(tmp_path, {"kind": "file", "uri": str(video)}, product="nan")) as line:
+        got = line.collect(line.go())
+    assert [r.decision for r in got.results] == ["ERROR"] * 4
+    assert all("decision failed" in r.error and "not a finite number" in r.error for r in got.results)
+
+
 def test_camera_dies_mid_stream_reconnects_with_events(tmp_path):
     video = write_video(tmp_path / "v.avi", 10)
     # A 'url' source is a live camera: the end of the stream is a lost camera, not the end of inspection.

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.errors import ConfigError, InspectorError
+from inspector.errors import ConfigError, DecisionError, InspectorError
 from inspector.stream import control
 from inspector.stream.config import load_daemon_config
 from inspector.stream.decide import decide, encode_png, mask_image
@@ -113,6 +113,30 @@ def test_decide_pass_fail_and_regions_in_frame_pixels():
     assert d.mask.sum() == 16 and not d.mask[12, 12]  # the speck is not in the published mask
     assert decide(0.49, amap, cal, (160, 320)).decision == "PASS"
     assert decide(0.5, amap, cal, (160, 320)).decision == "FAIL"  # FAIL iff score >= threshold
+
+
+def test_a_fail_with_no_region_above_the_pixel_threshold_shows_its_peak():
+    cal = FakeCalibration(image_threshold=0.5, pixel_threshold=5.0, min_region_area=4)
+    amap = np.zeros((16, 16), np.float32)
+    amap[10:13, 3:7] = 1.0
+    d = decide(0.7, amap, cal, frame_hw=(160, 160))
+    assert d.decision == "FAIL" and len(d.regions) == 1 and d.regions[0].kind == "peak"
+    assert d.regions[0].bbox == (30, 100, 40, 30) and d.mask.sum() == 12
+    passed = decide(0.3, amap, cal, frame_hw=(160, 160))  # a PASS shows nothing below the pixel threshold
+    assert passed.regions == () and not passed.mask.any()
+    with_region = decide(0.7, amap * 10, cal, frame_hw=(160, 160))
+    assert [r.kind for r in with_region.regions] == ["defect"]
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf")])
+def test_a_score_that_is_not_finite_is_an_error_never_a_pass(score):
+    cal = FakeCalibration(image_threshold=0.5, pixel_threshold=0.6, min_region_area=4)
+    with pytest.raises(DecisionError, match="not a finite number"):
+        decide(score, np.zeros((8, 8), np.float32), cal, frame_hw=(80, 80))
+    amap = np.zeros((8, 8), np.float32)
+    amap[2, 2] = np.nan
+    with pytest.raises(DecisionError, match="NaN"):
+        decide(0.1, amap, cal, frame_hw=(80, 80))
 
 
 def test_decide_maps_regions_through_the_roi():

@@ -51,11 +51,9 @@ def exported(trained):
 
 @pytest.mark.slow
 def test_daemon_with_a_real_model(exported, tmp_path):
-    from inspector.manifest import model_sha
-
     home, product = exported["home"], exported["product"]
-    frame = exported["manifest"]["frame"]
-    truth = write_synthetic_video(tmp_path / "line.avi", n=16, size=frame["height"], defect_share=0.5, seed=9)
+    frame = exported["manifest"].frame
+    truth = write_synthetic_video(tmp_path / "line.avi", n=16, size=frame.height, defect_share=0.5, seed=9)
     cfg = config(tmp_path, {"kind": "file", "uri": str(tmp_path / "line.avi"), "at_end": "loop"}, home=str(home),
                  product=product,
                  backend="onnxruntime", device="cpu", masks={"publish": "always", "resolution": "mask"})
@@ -70,7 +68,7 @@ def test_daemon_with_a_real_model(exported, tmp_path):
     rec = exported["record"]
     for r in got.results:
         assert r.decision in ("PASS", "FAIL") and r.backend == "onnxruntime"
-        assert r.model_sha == model_sha(exported["manifest"]) and r.calibration_id == rec.id
+        assert r.model_sha == exported["manifest"].model_sha and r.calibration_id == rec.id
         assert r.threshold == pytest.approx(rec.image_threshold)
         assert (r.decision == "FAIL") == (r.score >= rec.image_threshold)
         png = cv2.imdecode(np.frombuffer(got.masks[r.frame_id], np.uint8), cv2.IMREAD_UNCHANGED)

@@ -12,7 +12,8 @@ import inspector.tools.ablate as ablate_mod
 from inspector.cli import main
 from inspector.config import to_dict
 from inspector.errors import ConfigError
-from inspector.tools.ablate import BASELINE, ablate, orderings, plan, render_table
+from inspector.tools.ablate import ablate, plan
+from inspector.tools.ablation_table import BASELINE, orderings, render_table
 from tests.conftest import TINY
 
 PAPER = {  # Table 4 of the paper, pixel AUROC %

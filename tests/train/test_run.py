@@ -26,11 +26,10 @@ def test_tiny_model_separates_defects_from_good(trained):
 def test_checkpoint_describes_itself_and_round_trips(trained):
     path = model_path(trained["home"], "cable")
     ckpt = load_checkpoint(path)  # weights_only=True inside
-    p = ckpt.payload
-    assert p["epoch"] == TINY.train.epochs and len(p["loss_history"]) == TINY.train.epochs
-    assert p["loss_history"][-1] < p["loss_history"][0]
-    assert p["backbone"]["name"] == "tf_efficientnet_lite0" and len(p["backbone"]["weights_sha256"]) == 64
-    assert len(p["data"]["train"]) == 32 and len(p["data"]["holdout"]) == 8
+    assert ckpt.epoch == TINY.train.epochs and len(ckpt.loss_history) == TINY.train.epochs
+    assert ckpt.loss_history[-1] < ckpt.loss_history[0]
+    assert ckpt.backbone.name == "tf_efficientnet_lite0" and len(ckpt.backbone.weights_sha256) == 64
+    assert len(ckpt.data.train) == 32 and len(ckpt.data.holdout) == 8
     assert not set(ckpt.fingerprints("train")) & set(ckpt.fingerprints("holdout"))
     assert ckpt.preset == TINY
     model = build_model(ckpt)
@@ -44,10 +43,10 @@ def test_resume_continues_from_the_checkpoint(trained, tmp_path):
     ckpt = model_path(trained["home"], "cable").parent / "checkpoints" / "epoch_00010.pt"
     assert ckpt.is_file()
     r = train("cable", trained["data"], TINY, home=tmp_path, device="cpu", resume=ckpt, progress=False)
-    resumed = load_checkpoint(r.model_path).payload
-    assert resumed["epoch"] == TINY.train.epochs
-    assert len(resumed["loss_history"]) == TINY.train.epochs
-    assert resumed["loss_history"][:10] == load_checkpoint(ckpt).payload["loss_history"]
+    resumed = load_checkpoint(r.model_path)
+    assert resumed.epoch == TINY.train.epochs
+    assert len(resumed.loss_history) == TINY.train.epochs
+    assert resumed.loss_history[:10] == load_checkpoint(ckpt).loss_history
 
 
 def test_resume_refuses_a_different_model(trained, tmp_path):

@@ -1,0 +1,142 @@
+"""The ZeroMQ side of a bridge: a subscriber thread, the daemon's liveness, Lazy Pirate control requests.
+
+Liveness is a pure function of message times (:class:`Liveness`, clock passed in): any message from the line
+means the daemon is up; silence for ``DOWN_AFTER`` heartbeat intervals, or an end-of-stream, means it is down.
+1.5 intervals leaves half an interval for a late heartbeat and, with a poll of a tenth of an interval, declares
+a dead daemon within two intervals of its last heartbeat. ZeroMQ reconnects by itself, so the first message
+after an outage brings the link back up without any action here.
+
+Control requests block (Lazy Pirate: poll, re-send on a fresh socket, give up); each :class:`DaemonLink` runs
+them on two single-thread executors, one for triggers, pause and resume, one for the slow ``switch_product``,
+so a product switch of many seconds never holds up a trigger.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import zmq
+
+from inspector.bridge.config import LineConfig
+from inspector.client.subscriber import ControlClient, Subscriber
+from inspector.errors import ProtocolError
+from inspector.protocol.messages import EndOfStream, Message
+
+log = logging.getLogger(__name__)
+
+DOWN_AFTER = 1.5  # heartbeat intervals of silence
+
+MessageFn = Callable[[Message, bytes | None, float], None]  # (message, mask PNG or None, monotonic receive time)
+StateFn = Callable[[bool, str], None]  # (daemon up?, why)
+
+
+class Liveness:
+    """Up or down from message times alone (monotonic seconds). ``message``/``end``/``check`` return a
+    transition ``(up, reason)`` when the state changes, else None."""
+
+    def __init__(self, interval_s: float, down_after: float = DOWN_AFTER) -> None:
+        self.timeout_s = interval_s * down_after
+        self.up = False
+        self.reason = "no message from the daemon yet"
+        self.last: float | None = None
+
+    def message(self, now: float) -> tuple[bool, str] | None:
+        self.last = now
+        if self.up:
+            return None
+        self.up, self.reason = True, "messages from the daemon"
+        return True, self.reason
+
+    def end(self, now: float, reason: str) -> tuple[bool, str] | None:
+        self.last = now
+        was, self.up = self.up, False
+        self.reason = f"the daemon ended its stream ({reason})"
+        return (False, self.reason) if was else None
+
+    def check(self, now: float) -> tuple[bool, str] | None:
+        if not self.up or self.last is None or now - self.last <= self.timeout_s:
+            return None
+        self.up = False
+        self.reason = f"no message from the daemon for {now - self.last:.1f} s (heartbeat timeout {self.timeout_s:g} s)"
+        return False, self.reason
+
+
+class DaemonLink:
+    """One line's daemon. ``start()`` runs the subscriber thread; ``on_message`` and ``on_state`` are called from
+    it (consumers hand them to their own thread). ``request(cmd, **args)`` returns a Future of the reply dict."""
+
+    def __init__(self, cfg: LineConfig, on_message: MessageFn, on_state: StateFn,
+                 clock: Callable[[], float] = time.monotonic, ctx: zmq.Context | None = None) -> None:
+        self.cfg, self.on_message, self.on_state, self.clock = cfg, on_message, on_state, clock
+        self.ctx = ctx or zmq.Context.instance()
+        self.liveness = Liveness(cfg.heartbeat_ms / 1000)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        curve = (cfg.curve.client_secret_key, cfg.curve.server_public_key) if cfg.curve.enabled else None
+        self._curve = curve
+        self._fast = ControlClient(cfg.control, cfg.request_timeout_ms, cfg.request_retries, curve, self.ctx)
+        self._slow = ControlClient(cfg.control, cfg.switch_timeout_ms, 0, curve, self.ctx)
+        self._fast_pool = ThreadPoolExecutor(1, thread_name_prefix=f"bridge-{cfg.line}-ctl")
+        self._slow_pool = ThreadPoolExecutor(1, thread_name_prefix=f"bridge-{cfg.line}-switch")
+        self.bad_messages = 0
+
+    @property
+    def line(self) -> str:
+        return self.cfg.line
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"bridge-{self.cfg.line}-sub", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        for pool, client in ((self._fast_pool, self._fast), (self._slow_pool, self._slow)):
+            # The clients' sockets belong to the pool threads: close them there, then end the threads.
+            pool.submit(client.close)
+            pool.shutdown(wait=True)
+
+    def request(self, cmd: str, slow: bool = False, **args: Any) -> Future:
+        """Send a control command; the Future gives the reply ``{"ok", "result"|"error"}`` or raises
+        ProtocolError when the daemon did not answer after the Lazy Pirate retries. ``slow``: a command that
+        loads an engine (switch_product): one attempt of ``switch_timeout_ms``, on its own thread."""
+        client = self._slow if slow else self._fast
+        return (self._slow_pool if slow else self._fast_pool).submit(client.request, cmd, **args)
+
+    def _run(self) -> None:
+        sub = Subscriber(self.cfg.publish, line=self.cfg.line, curve=self._curve, ctx=self.ctx)
+        poll_ms = max(1, min(100, self.cfg.heartbeat_ms // 10))
+        try:
+            while not self._stop.is_set():
+                got = sub.recv(poll_ms)
+                now = self.clock()
+                if got is None:
+                    self._transition(self.liveness.check(now))
+                    continue
+                msg, mask = got
+                if isinstance(msg, EndOfStream):
+                    self._transition(self.liveness.end(now, msg.reason))
+                else:
+                    self._transition(self.liveness.message(now))
+                try:
+                    self.on_message(msg, mask, now)
+                except Exception:  # noqa: BLE001 - one bad message must not end the subscriber
+                    log.exception("bridge: handling a message from line %s failed", self.cfg.line)
+        except ProtocolError as e:  # pragma: no cover - Subscriber skips malformed messages itself
+            log.error("bridge: subscriber of line %s failed: %s", self.cfg.line, e)
+        finally:
+            self.bad_messages = sub.bad
+            sub.close()
+
+    def _transition(self, t: tuple[bool, str] | None) -> None:
+        if t is None:
+            return
+        up, why = t
+        (log.info if up else log.error)("line %s: daemon %s: %s", self.cfg.line, "up" if up else "DOWN", why)
+        self.on_state(up, why)
