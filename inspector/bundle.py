@@ -18,14 +18,13 @@ it, loading with ``torch.load(..., weights_only=True)`` and refusing a missing o
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from inspector.config import load_dataclass, to_dict
+from inspector.config import NAME_RE, NAME_RULE, load_dataclass, to_dict
 from inspector.errors import CheckpointError, ConfigError
 from inspector.files import sha256_file, staged_file
 from inspector.manifest import Normalization  # the same record in the checkpoint and in the manifest
@@ -36,7 +35,7 @@ from inspector.model.weights import WeightsSource
 from inspector.preset import Preset
 
 FORMAT = "inspector-adtr/1"
-PRODUCT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+PRODUCT_RE = NAME_RE  # used with fullmatch: a trailing newline is not a name
 
 
 def home_dir(home: str | Path | None) -> Path:
@@ -46,10 +45,8 @@ def home_dir(home: str | Path | None) -> Path:
 
 def check_product(name: str) -> str:
     """A product name is a file-name-safe identifier."""
-    if not PRODUCT_RE.match(name or ""):
-        raise CheckpointError(
-            f"invalid product name {name!r}: use letters, digits, '_', '-', '.' (max 64, not starting with a symbol)"
-        )
+    if not PRODUCT_RE.fullmatch(name or ""):
+        raise CheckpointError(f"invalid product name {name!r}: use {NAME_RULE}")
     return name
 
 

@@ -8,6 +8,8 @@ and values out of range with a :class:`ConfigError` naming the key, the file and
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -18,6 +20,16 @@ import yaml
 from inspector.errors import ConfigError
 
 T = TypeVar("T")
+
+# A name that becomes part of a file name or a ZeroMQ topic (line, product): letters, digits, '_', '-', '.',
+# at most 64, not starting with a symbol. Use with fullmatch: '$' would accept a trailing newline.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME_RULE = "letters, digits, '_', '-', '.' (max 64, not starting with a symbol)"
+
+
+def is_name(value: str) -> bool:
+    """Is ``value`` a NAME_RE name, with nothing (not even a newline) after it?"""
+    return isinstance(value, str) and NAME_RE.fullmatch(value) is not None
 
 
 def _type_name(tp: Any) -> str:
@@ -84,6 +96,8 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad
+        if not math.isfinite(value):  # NaN passes every range check, infinity means "never"
+            raise ConfigError(f"{source}: key '{key}' must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -160,12 +174,15 @@ def to_dict(obj: Any) -> dict[str, Any]:
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping; errors name the file."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_bytes().decode("utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start} is {e.object[e.start]:#04x}); "
+                          "a config is YAML text") from e
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, RecursionError) as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from e
     if data is None:
         return {}

@@ -54,3 +54,32 @@ def test_bool_is_not_an_int():
     with pytest.raises(ConfigError, match="must be int"):
         load_dataclass(TrainConfig, {"epochs": True}, "x.yaml")
     assert load_dataclass(Preset, {}, "x").train == TrainConfig()
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", ".NaN"])
+def test_nan_and_infinity_are_refused_in_float_fields(tmp_path, value):
+    """NaN passes every range check (NaN < min is False) and infinity means "never": both are refused."""
+    p = tmp_path / "bad.yaml"
+    p.write_text(f"train:\n  lr: {value}\n")
+    with pytest.raises(ConfigError, match=r"'train.lr' must be a finite number") as e:
+        load_preset(p)
+    assert "bad.yaml" in str(e.value)
+
+
+def test_a_binary_file_is_a_config_error_naming_it(tmp_path):
+    from inspector.config import read_yaml
+
+    p = tmp_path / "bin.yaml"
+    p.write_bytes(bytes(range(256)))
+    with pytest.raises(ConfigError, match="bin.yaml: not a UTF-8 text file"):
+        read_yaml(p)
+
+
+def test_names_are_matched_whole():
+    from inspector.bundle import check_product
+    from inspector.config import is_name
+    from inspector.errors import CheckpointError
+
+    assert is_name("cable-2.v1") and not is_name("cable\n") and not is_name("-x") and not is_name("a" * 65)
+    with pytest.raises(CheckpointError, match="invalid product name"):
+        check_product("cable\n")

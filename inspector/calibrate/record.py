@@ -11,10 +11,21 @@ resolution (``mask_size``). See :mod:`inspector.calibrate.thresholds`.
 A record whose ``model_sha256`` differs from the bundle's model (``Manifest.model_sha``) is refused:
 a threshold is only meaningful for the exact model whose scores it was fitted to. Saving over an
 existing record first renames the old one to ``<product>.<its creation time>.yaml``.
+
+Integrity: ``content_sha256`` is the sha256 of the record's canonical content (:func:`content_hash`),
+written by ``inspector calibrate``. A record whose content does not match it (edited by hand, corrupted)
+is refused with the reason; a deliberate change goes through ``inspector calibrate --set-threshold``,
+which writes a new record with a new id and keeps the old one. A record written before hashes existed
+(no ``content_sha256``) still loads, flagged unsigned (``signed`` is False): the daemon raises a
+``calibration_unsigned`` event and shows it in ``status`` until ``inspector calibrate --sign`` adds the hash.
+The hash guards against accidents and unreviewed edits, not against someone who recomputes it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +42,7 @@ from inspector.files import write_text_atomic
 from inspector.manifest import Manifest
 
 SCHEMA = 1
-POLICIES = ("conformal", "f1", "cost", "escape")
+POLICIES = ("conformal", "f1", "cost", "escape", "manual")  # manual: --set-threshold
 PIXEL_POLICIES = ("conformal", "f1")
 
 
@@ -93,12 +104,17 @@ class CalibrationRecord:
     n_defective: int = field(metadata={"min": 0})
     good_scores: ScoreStats
     defective_scores: ScoreStats | None
-    expected_frr: Rate
+    expected_frr: Rate | None  # None after --set-threshold: the rates were not re-estimated for it
     expected_escape: Rate | None  # None without defective images: no escape-rate promise is made
     backend: Any  # Backend.describe() of what scored the images
     versions: Any
     data: Any  # where the images came from and their fingerprints
     schema: int = SCHEMA
+    content_sha256: str = ""  # sha256 of everything above (content_hash); "" in records made before hashes
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.content_sha256)
 
     def validate(self, source: str) -> None:
         if self.schema != SCHEMA:
@@ -129,6 +145,33 @@ def record_from_dict(data: dict[str, Any], source: str) -> CalibrationRecord:
     return load_dataclass(CalibrationRecord, data, source)
 
 
+def content_hash(record: CalibrationRecord) -> str:
+    """sha256 of the record's canonical content: its fields but the hash, as sorted compact JSON."""
+    data = to_dict(record)
+    data.pop("content_sha256", None)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def signed(record: CalibrationRecord) -> CalibrationRecord:
+    """The record with its content hash filled in."""
+    return dataclasses.replace(record, content_sha256=content_hash(record))
+
+
+def verify(record: CalibrationRecord, source: str) -> None:
+    """Refuse a record whose content does not match its hash (an unsigned one passes: see the module doc)."""
+    if not record.content_sha256:
+        return
+    actual = content_hash(record)
+    if actual != record.content_sha256:
+        raise CalibrationError(
+            f"{source}: content hash mismatch (the record says {record.content_sha256[:12]}, its content hashes to "
+            f"{actual[:12]}): it was edited by hand or corrupted. A deliberate threshold change goes through "
+            f"`inspector calibrate --product {record.product} --set-threshold X`; to start over, "
+            f"`inspector calibrate --product {record.product}`"
+        )
+
+
 def load_calibration(home: str | Path | None, product: str, manifest: Manifest | None = None) -> CalibrationRecord:
     """Load ``<home>/calibration/<product>.yaml``; with ``manifest``, refuse a record for another model."""
     path = calibration_path(home, product)
@@ -140,6 +183,7 @@ def load_calibration(home: str | Path | None, product: str, manifest: Manifest |
         record = record_from_dict(read_yaml(path), str(path))
     except ConfigError as e:
         raise CalibrationError(f"invalid calibration record: {e}") from e
+    verify(record, str(path))
     if record.product != product:
         raise CalibrationError(f"{path} is the calibration of product '{record.product}', not '{product}'")
     if manifest is not None:
@@ -186,13 +230,17 @@ HEADER = """\
 # An image FAILS iff score >= image_threshold. Defect regions: connected components of
 # anomaly_map >= pixel_threshold with area >= min_region_area pixels (at mask_size).
 # Valid only for the model with sha256 {model}; re-run `inspector calibrate` after retraining.
+# content_sha256 seals this record: a hand edit is refused. Change the threshold with
+# `inspector calibrate --product {product} --set-threshold X` (a new record; this one is kept, dated).
 """
 
 
-def save_calibration(record: CalibrationRecord, path: Path) -> Path | None:
-    """Write ``record`` as YAML at ``path`` (atomically), archiving any previous one; returns the archive path."""
+def save_calibration(record: CalibrationRecord, path: Path, archive: bool = True) -> Path | None:
+    """Write ``record`` signed (its content hash filled in) as YAML at ``path``, atomically, archiving any
+    previous one (unless ``archive`` is False: re-signing the same record); returns the archive path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    archived = archive_previous(path)
+    archived = archive_previous(path) if archive else None
+    record = signed(record)
     text = HEADER.format(schema=record.schema, product=record.product, model=record.model_sha256)
     text += yaml.safe_dump(to_dict(record), sort_keys=False, default_flow_style=None, width=110)
     write_text_atomic(path, text)

@@ -15,6 +15,7 @@ record's 95% intervals. The thresholds themselves are fitted in :mod:`inspector.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ from inspector.calibrate.record import (
     load_calibration,
     report_path,
     save_calibration,
+    signed,
 )
 from inspector.data.dataset import fingerprint, load_dataset
 from inspector.device import versions
@@ -199,6 +201,7 @@ def calibrate(product: str, home: str | Path | None = None, data: str | Path | N
         backend=_plain(described), versions=versions(), data=_data_info(ckpt, data, scored, extra),
     )
     path = calibration_path(home, product)
+    record = signed(record)  # what is written: sealed by its content hash
     archived = save_calibration(record, path)
     if archived:
         log.info("the previous calibration was kept as %s", archived)
@@ -254,6 +257,46 @@ def _opened(backend: str | Backend, home: str | Path | None, product: str, devic
         yield opened
     finally:
         opened.close()
+
+
+# --- deliberate changes ---------------------------------------------------------------------------
+
+
+def set_threshold(product: str, threshold: float, home: str | Path | None = None) -> tuple[CalibrationRecord, Path,
+                                                                                          Path | None]:
+    """A new record for ``product`` with the image threshold set by hand: a new id, policy ``manual``, the old
+    record kept under its dated name. Returns (record, path, archived).
+
+    The expected rates are not re-estimated for a hand-set threshold (``expected_frr``/``expected_escape``
+    become None, "no promise"); ``inspector calibrate --check --data DIR`` measures them. The pixel threshold
+    and minimum region area are kept.
+    """
+    if not (np.isfinite(threshold) and threshold > 0):
+        raise ConfigError(f"--set-threshold must be a finite number > 0 (scores are >= 0), got {threshold}")
+    path = calibration_path(home, product)
+    old = load_calibration(home, product)
+    now = datetime.now(UTC).replace(microsecond=0)
+    new_id = f"{product}-{now.strftime('%Y%m%dT%H%M%SZ')}"
+    if new_id == old.id:
+        raise CalibrationError(f"calibration {old.id} was written this second; wait a second so the new one gets "
+                               "its own id")
+    record = dataclasses.replace(
+        old, id=new_id, created=now.isoformat(), policy="manual", image_threshold=float(threshold),
+        parameters={"set_by_hand": True, "previous_id": old.id, "previous_policy": old.policy,
+                    "previous_image_threshold": old.image_threshold},
+        expected_frr=None, expected_escape=None, versions=versions(), content_sha256="")
+    archived = save_calibration(record, path)
+    return load_calibration(home, product), path, archived
+
+
+def sign(product: str, home: str | Path | None = None) -> tuple[CalibrationRecord, Path]:
+    """Add the content hash to a record written before hashes existed (same id, same content)."""
+    path = calibration_path(home, product)
+    record = load_calibration(home, product)
+    if record.signed:
+        raise CalibrationError(f"{path} is already signed ({record.content_sha256[:12]}); nothing to do")
+    save_calibration(record, path, archive=False)
+    return load_calibration(home, product), path
 
 
 # --- check ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from inspector.errors import InspectorError
 
 # Verbs listed first in the help, in this order; any other verb module found is listed after them.
 ORDER = ("demo", "train", "evaluate", "export", "build", "bench", "calibrate", "run", "listen", "ctl", "station",
-         "review", "keys", "ablate", "visualize", "synth")
+         "review", "keys", "soak", "ablate", "visualize", "synth")
 
 
 def verb_modules() -> list[str]:

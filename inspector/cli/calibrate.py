@@ -47,6 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "rejects as good images, confirmed defects as defective images with their masks")
     p.add_argument("--check", action="store_true", help="check the saved calibration on --data instead of fitting")
     p.add_argument("--json", metavar="OUT", help="with --check: write the observed rates as JSON")
+    p.add_argument("--set-threshold", type=float, metavar="X",
+                   help="set the image threshold by hand: a new record with a new id (policy manual, rates not "
+                   "re-estimated: measure them with --check); the current one is kept under a dated name")
+    p.add_argument("--sign", action="store_true",
+                   help="add the content hash to a record written before records carried one (after review)")
     add_device(p)
     add_threads(p)
     add_home(p)
@@ -83,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_check(args)
     if args.json:
         raise ConfigError("--json goes with --check")
+    if args.set_threshold is not None or args.sign:
+        return _run_edit(args)
     from inspector.calibrate.run import calibrate
 
     r = calibrate(args.product, home=args.home, data=args.data, policy=policy_from_args(args), backend=args.backend,
@@ -101,6 +108,26 @@ def run(args: argparse.Namespace) -> int:
     print(f"record: {r.path}" + (f"  (previous kept as {r.archived.name})" if r.archived else ""))
     if r.report:
         print(f"report: {r.report}")
+    return 0
+
+
+def _run_edit(args: argparse.Namespace) -> int:
+    from inspector.calibrate.run import set_threshold, sign
+    from inspector.errors import ConfigError
+
+    if args.set_threshold is not None and args.sign:
+        raise ConfigError("--set-threshold writes a signed record already; give one of --set-threshold, --sign")
+    if args.sign:
+        rec, path = sign(args.product, home=args.home)
+        print(f"signed {rec.id}: content_sha256 {rec.content_sha256}\nrecord: {path}")
+        return 0
+    rec, path, archived = set_threshold(args.product, args.set_threshold, home=args.home)
+    prev = rec.parameters
+    print(f"calibration {rec.id}: image threshold {prev['previous_image_threshold']:.6g} -> {rec.image_threshold:.6g} "
+          f"(set by hand; was {prev['previous_id']})")
+    print("  expected rates not re-estimated: measure them with "
+          f"`inspector calibrate --product {rec.product} --check --data DIR`")
+    print(f"record: {path}" + (f"  (previous kept as {archived.name})" if archived else ""))
     return 0
 
 

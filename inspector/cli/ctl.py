@@ -5,24 +5,28 @@ from __future__ import annotations
 import argparse
 
 from inspector.cli.common import add_curve_client
-
-COMMANDS = ("status", "switch_product", "trigger", "pause", "resume", "reload_calibration")
+from inspector.protocol.commands import COMMANDS, NAMES, SLOW, SLOW_TIMEOUT_MS
+from inspector.protocol.sockets import DEFAULTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ctl",
-        help="send a control command (status, switch_product, trigger, pause, resume, reload_calibration)",
+        help=f"send a control command ({', '.join(NAMES)})",
         description="Send one command to `inspector run`'s control (ROUTER) socket and print the JSON reply. "
         "Lazy Pirate: on no reply within --timeout the request is re-sent on a fresh socket, --retries times. "
-        "Exit 0 when the daemon answered ok, 1 otherwise.",
+        "Exit 0 when the daemon answered ok, 1 otherwise. Commands: "
+        + "; ".join(f"{c.name}{' ' + c.args[0][0].upper() if c.args else ''}: {c.help}" for c in COMMANDS.values()),
     )
     p.add_argument("--connect", required=True, metavar="ENDPOINT", help="daemon control endpoint, e.g. tcp://line-pc:5556")
-    p.add_argument("cmd", choices=COMMANDS, metavar="CMD", help=f"one of {', '.join(COMMANDS)}")
-    p.add_argument("arg", nargs="?", metavar="ARG", help="product name (switch_product) or part id (trigger)")
+    p.add_argument("cmd", choices=NAMES, metavar="CMD", help=f"one of {', '.join(NAMES)}")
+    p.add_argument("arg", nargs="?", metavar="ARG",
+                   help="; ".join(f"{c.args[0][0]} ({c.name})" for c in COMMANDS.values() if c.args))
     p.add_argument("--timeout", type=int, default=None, metavar="MS",
-                   help="reply timeout per attempt in ms (default 2500; 30000 for switch_product)")
-    p.add_argument("--retries", type=int, default=3, help="re-sends after a timeout (default 3)")
+                   help=f"reply timeout per attempt in ms (default {DEFAULTS.request_timeout_ms}; {SLOW_TIMEOUT_MS} "
+                   f"for {', '.join(SLOW)})")
+    p.add_argument("--retries", type=int, default=DEFAULTS.request_retries,
+                   help=f"re-sends after a timeout (default {DEFAULTS.request_retries})")
     add_curve_client(p)
     p.set_defaults(func=run)
 
@@ -33,16 +37,17 @@ def run(args: argparse.Namespace) -> int:
     from inspector.client.subscriber import ControlClient
     from inspector.errors import ConfigError
 
+    cmd = COMMANDS[args.cmd]
     extra = {}
-    if args.cmd in ("switch_product", "trigger"):
+    if cmd.args:
+        name = cmd.args[0][0]
         if not args.arg:
-            raise ConfigError(f"`inspector ctl {args.cmd}` needs an argument: "
-                              f"{'a product name' if args.cmd == 'switch_product' else 'a part id'}")
-        extra = {"product": args.arg} if args.cmd == "switch_product" else {"part_id": args.arg}
+            raise ConfigError(f"`inspector ctl {args.cmd}` needs an argument: the {name.replace('_', ' ')}")
+        extra = {name: args.arg}
     elif args.arg:
         raise ConfigError(f"`inspector ctl {args.cmd}` takes no argument (got {args.arg!r})")
     # Loading an engine can take many seconds; a short timeout would only make Lazy Pirate re-send.
-    timeout = args.timeout or (30000 if args.cmd in ("switch_product", "reload_calibration") else 2500)
+    timeout = args.timeout or (SLOW_TIMEOUT_MS if cmd.slow else DEFAULTS.request_timeout_ms)
     client = ControlClient(args.connect, timeout_ms=timeout, retries=args.retries,
                            curve=tuple(args.curve) if args.curve else None)
     try:

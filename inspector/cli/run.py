@@ -15,23 +15,38 @@ def register(sub: argparse._SubParsersAction) -> None:
         "captured frame and exit 0; SIGHUP reloads the calibration.",
     )
     p.add_argument("--config", required=True, metavar="FILE", help="daemon YAML config")
-    p.add_argument("--check", action="store_true", help="only validate the config and print it, then exit")
+    p.add_argument("--check", action="store_true",
+                   help="only validate the config (keys, values, files it names) and print it, then exit")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from inspector.stream.config import load_daemon_config
+    from inspector.errors import InspectorError
+    from inspector.stream.config import drop_policy_for, exposure, load_daemon_config
+    from inspector.stream.preflight import preflight
 
     cfg = load_daemon_config(args.config)
+    preflight(cfg, args.config)
     if args.check:
         import yaml
 
         from inspector.config import to_dict
 
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        policy = drop_policy_for(cfg.pipeline.drop_policy, cfg.source.kind)
+        print(f"# drop policy in effect: {policy}" + (f" (auto for a {cfg.source.kind} source)"
+                                                      if cfg.pipeline.drop_policy == "auto" else ""))
+        for what in exposure(cfg):
+            print(f"# WARNING: {what} is reachable beyond this machine without authentication")
         print(f"{args.config}: OK")
         return 0
     from inspector.stream.daemon import Daemon, setup_logging
 
     setup_logging(cfg.log)
-    return Daemon(cfg).run()
+    try:
+        return Daemon(cfg).run()
+    except InspectorError as e:
+        if args.config in str(e):
+            raise
+        # Errors found only while starting (a port taken, a missing bundle) name the config they came from.
+        raise type(e)(f"{args.config}: {e}") from e

@@ -41,6 +41,9 @@ class ControlClient:
 
     def _connect(self) -> zmq.Socket:
         s = sockets.req_socket(self.ctx)
+        # A REQ send blocks while no connection is ready (a CURVE handshake the server refuses never gets
+        # ready): bounded like the reply, so a client never hangs on a daemon that will not talk to it.
+        s.setsockopt(zmq.SNDTIMEO, self.timeout_ms)
         if self.curve:
             auth.make_client(s, *self.curve)
         sockets.connect(s, self.endpoint)
@@ -56,8 +59,12 @@ class ControlClient:
         for attempt in range(self.retries + 1):
             if self.sock is None:
                 self.sock = self._connect()
-            self.sock.send(payload)
-            if self.sock.poll(self.timeout_ms, zmq.POLLIN):
+            try:
+                self.sock.send(payload)
+                answered = bool(self.sock.poll(self.timeout_ms, zmq.POLLIN))
+            except zmq.Again:
+                answered = False
+            if answered:
                 raw = self.sock.recv()
                 try:
                     return json.loads(raw)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import zmq
@@ -27,14 +28,43 @@ def require_curve() -> None:
                           "with libsodium or disable zmq.curve")
 
 
+KEY_FILE = """\
+#   ****  {kind} CURVE key for inspector (zmq.auth format), made {made}  ****
+#   {note}
+metadata
+curve
+    public-key = "{public}"
+{secret}"""
+
+
+def _write_key(path: Path, text: str, mode: int) -> None:
+    """Create ``path`` with ``mode`` from the start (os.open), so a secret key is never readable by others,
+    not even for an instant; an existing file is refused rather than overwritten."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def generate_keys(out_dir: str | Path, name: str) -> tuple[Path, Path]:
-    """Write ``NAME.key`` (public) and ``NAME.key_secret`` (secret, mode 0600) into ``out_dir``."""
+    """Write ``NAME.key`` (public, 0644) and ``NAME.key_secret`` (secret, created 0600) into ``out_dir``.
+
+    The files are in pyzmq's ``zmq.auth`` certificate format (``zmq.auth.load_certificate`` reads them).
+    """
     require_curve()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    public, secret = (Path(p) for p in zmq.auth.create_certificates(out, name))
-    os.chmod(secret, 0o600)
-    return public, secret
+    public, secret = (k.decode() for k in zmq.curve_keypair())
+    made = datetime.now(UTC).isoformat(timespec="seconds")
+    pub_path, sec_path = out / f"{name}.key", out / f"{name}.key_secret"
+    for p in (pub_path, sec_path):
+        if p.exists():
+            raise ConfigError(f"{p} exists; remove it first to make a new key pair named {name!r}")
+    _write_key(sec_path, KEY_FILE.format(kind="SECRET", made=made, public=public,
+                                         note="keep private: whoever holds it can act as this peer",
+                                         secret=f'    secret-key = "{secret}"\n'), 0o600)
+    _write_key(pub_path, KEY_FILE.format(kind="public", made=made, public=public, note="may be shared",
+                                         secret=""), 0o644)
+    return pub_path, sec_path
 
 
 def load_keypair(path: str | Path) -> tuple[bytes, bytes]:

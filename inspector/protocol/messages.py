@@ -67,7 +67,8 @@ class MaskInfo:
 
 @dataclass(frozen=True)
 class Result:
-    """The decision for one captured frame (or one trigger that got no frame). Exactly one per frame."""
+    """The decision for one inspected frame (or one trigger that got no frame): exactly one per inspected frame;
+    a frame the queue policy dropped has none (see EndOfStream)."""
 
     line: str
     product: str
@@ -87,6 +88,7 @@ class Result:
     mask: MaskInfo | None = None
     publish_ts: float = 0.0
     latency_ms: float = 0.0
+    source_file: str | None = None  # the file the frame was read from (image folders), else None
     type: str = field(default="result", init=False)
 
     def __post_init__(self) -> None:
@@ -116,6 +118,8 @@ class Heartbeat:
     paused: bool
     mode: str
     audit: str = "off"  # ok | failing | off: a late subscriber still learns that the audit trail is down
+    audit_spooled: int = 0  # audit records waiting in memory for the disk to take writes again
+    audit_lost: int = 0  # audit records lost since start (the spool overflowed while the disk failed)
     # off (no calibration statistics or disabled) | warming (too few results yet) | ok | raised
     drift: str = "off"
     drift_stats: dict[str, Any] = field(default_factory=dict)  # the figures behind ``drift`` (docs/zeromq.md)
@@ -149,14 +153,17 @@ class Event:
 
 @dataclass(frozen=True)
 class EndOfStream:
-    """The last message of a run (status topic): no more results will come. Counts cover the whole run."""
+    """The last message of a run (status topic): no more results will come. Counts cover the whole run and
+    hold ``results == frames - dropped + trigger_errors``."""
 
     line: str
     ts: float
     reason: str  # signal | source_ended | error
-    frames: int
-    results: int
-    dropped: int
+    frames: int  # frames captured for inspection (the dropped ones included)
+    results: int  # results published
+    dropped: int  # captured frames dropped by the queue policy: they have no result
+    trigger_errors: int = 0  # ERROR results for triggers that got no frame: they have no frame
+    audit_lost: int = 0  # audit records lost in the run (see Heartbeat.audit_lost)
     type: str = field(default="end_of_stream", init=False)
 
 

@@ -8,6 +8,8 @@ Why these values:
 - ``LINGER`` on PUB: how long close() keeps flushing queued results at shutdown (SIGTERM must not lose
   the last results); on clients 0, so a dead daemon never hangs a client's exit.
 - Heartbeat (ZMTP PING) options detect dead TCP peers in seconds instead of the OS's hours.
+- ROUTER ``MAXMSGSIZE``: libzmq refuses a bigger frame and drops that peer's connection before the daemon
+  reads it, so an oversized request costs nothing; ``RCVHWM`` bounds how many requests can wait.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 import zmq
 
 from inspector.errors import ProtocolError
+from inspector.protocol.commands import MAX_REQUEST_BYTES
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class SocketDefaults:
     pub_linger_ms: int = 1000
     sub_rcvhwm: int = 10000
     router_sndhwm: int = 1000
+    router_rcvhwm: int = 100
     router_linger_ms: int = 0
     client_linger_ms: int = 0
     zmtp_heartbeat_ivl_ms: int = 2000
@@ -65,9 +69,12 @@ def sub_socket(ctx: zmq.Context, topics: list[bytes], rcvhwm: int | None = None,
     return s
 
 
-def router_socket(ctx: zmq.Context, d: SocketDefaults = DEFAULTS) -> zmq.Socket:
-    """The control ROUTER; unroutable replies (a client that left) are dropped, not errors."""
+def router_socket(ctx: zmq.Context, d: SocketDefaults = DEFAULTS, max_msg_bytes: int | None = None) -> zmq.Socket:
+    """The control ROUTER; unroutable replies (a client that left) are dropped, not errors. ``max_msg_bytes``:
+    the largest frame read (default :data:`inspector.protocol.commands.MAX_REQUEST_BYTES`)."""
     s = ctx.socket(zmq.ROUTER)
+    s.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES if max_msg_bytes is None else max_msg_bytes)
+    s.setsockopt(zmq.RCVHWM, d.router_rcvhwm)
     s.setsockopt(zmq.SNDHWM, d.router_sndhwm)
     s.setsockopt(zmq.LINGER, d.router_linger_ms)
     s.setsockopt(zmq.ROUTER_MANDATORY, 0)

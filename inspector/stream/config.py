@@ -7,17 +7,30 @@ Relative paths (home, audit dir, key files) are resolved against the config file
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inspector.config import load_dataclass, read_yaml
+from inspector.config import NAME_RULE, is_name, load_dataclass, read_yaml
 from inspector.errors import ConfigError
 from inspector.manifest import MAX_BATCH
+from inspector.protocol.commands import MAX_REQUEST_BYTES, REPLAY_WINDOW_S
+from inspector.protocol.sockets import DEFAULTS
 from inspector.runtime import BACKEND_NAMES, PRECISION_CHOICES
+from inspector.stream.frames import POLICIES
 
 SOURCE_KINDS = ("device", "file", "url", "gstreamer", "images", "memory")
-LINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Sources that run on their own clock: frames not taken in time are gone, so the newest frames win.
+LIVE_KINDS = ("device", "url", "gstreamer")
+DROP_POLICIES = ("auto", *POLICIES)
+
+
+def drop_policy_for(policy: str, source_kind: str) -> str:
+    """The queue policy in effect: ``auto`` is drop_oldest for a live source (device, url, gstreamer), where
+    inspecting the latest frame matters, and block for a recording (file, images, memory), where every frame
+    is wanted and reading simply waits for inspection."""
+    if policy != "auto":
+        return policy
+    return "drop_oldest" if source_kind in LIVE_KINDS else "block"
 
 
 @dataclass(frozen=True)
@@ -72,8 +85,9 @@ class PipelineConfig:
     mode: str = field(default="continuous", metadata={"choices": ("continuous", "trigger")})
     queue_size: int = field(default=8, metadata={"min": 1, "max": 10000})
     # block: every frame is inspected (capture waits); drop_oldest: the latest frames win when behind;
-    # drop_newest: new frames are refused when full. Drops are counted and reported in heartbeats.
-    drop_policy: str = field(default="drop_oldest", metadata={"choices": ("block", "drop_oldest", "drop_newest")})
+    # drop_newest: new frames are refused when full; auto: drop_oldest for live sources, block for
+    # recordings (drop_policy_for). Drops are counted and reported in heartbeats.
+    drop_policy: str = field(default="auto", metadata={"choices": DROP_POLICIES})
     max_batch: int = field(default=0, metadata={"min": 0, "max": MAX_BATCH, "doc": "0 = the backend's max batch"})
     # How long the inference thread waits for more frames to fill a batch after the first one arrived.
     batch_timeout_ms: float = field(default=5.0, metadata={"min": 0.0, "max": 10000.0})
@@ -101,11 +115,17 @@ class CurveConfig:
 class ZmqConfig:
     """ZeroMQ endpoints (bound by the daemon) and socket options."""
 
-    publish: tuple[str, ...] = ("tcp://*:5555",)
-    control: str = "tcp://*:5556"  # "" disables the control socket
-    sndhwm: int = field(default=1000, metadata={"min": 1, "max": 1000000})
-    linger_ms: int = field(default=1000, metadata={"min": 0, "max": 60000})
+    # Loopback unless configured: beyond it without CURVE anyone on the network can trigger and subscribe.
+    publish: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
+    control: str = "tcp://127.0.0.1:5556"  # "" disables the control socket
+    sndhwm: int = field(default=DEFAULTS.pub_sndhwm, metadata={"min": 1, "max": 1000000})
+    linger_ms: int = field(default=DEFAULTS.pub_linger_ms, metadata={"min": 0, "max": 60000})
     heartbeat_ms: int = field(default=1000, metadata={"min": 10, "max": 3600000})
+    # The largest control request read (bytes, zmq.MAXMSGSIZE); a bigger one drops that client unread.
+    max_request_bytes: int = field(default=MAX_REQUEST_BYTES, metadata={"min": 256, "max": 16 * 1024 * 1024})
+    # An identical control request within this many seconds of the first reply is a Lazy Pirate retry:
+    # answered from memory ("replayed": true). Later, it is executed again.
+    replay_window_s: float = field(default=REPLAY_WINDOW_S, metadata={"min": 0.0, "max": 3600.0})
     curve: CurveConfig = field(default_factory=CurveConfig)
 
     def validate(self, source: str) -> None:
@@ -139,6 +159,11 @@ class AuditConfig:
     save_images: str = field(default="fail", metadata={"choices": ("none", "fail", "fail_and_error")})
     image_format: str = field(default="jpg", metadata={"choices": ("jpg", "png")})
     image_budget_mb: float = field(default=1024.0, metadata={"min": 0.01, "max": 10000000.0})
+    # Images are saved only while the audit filesystem has more than this free: the decision log comes first.
+    image_reserve_mb: float = field(default=256.0, metadata={"min": 0.0, "max": 10000000.0})
+    # Records kept in memory while the disk refuses writes, written in order once it works again. Past
+    # this many, records are lost and counted (heartbeat audit_lost, metrics, an audit_records_lost event).
+    spool_records: int = field(default=100000, metadata={"min": 0, "max": 10000000})
 
 
 @dataclass(frozen=True)
@@ -146,7 +171,7 @@ class MetricsConfig:
     """Prometheus metrics over HTTP (prometheus_client)."""
 
     port: int = field(default=0, metadata={"min": 0, "max": 65535, "doc": "0 disables"})
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # metrics have no authentication: loopback unless configured
 
 
 @dataclass(frozen=True)
@@ -225,11 +250,43 @@ class DaemonConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
 
     def validate(self, source: str) -> None:
-        if not LINE_RE.match(self.line):
-            raise ConfigError(f"{source}: key 'line' = {self.line!r} must be letters, digits, '_', '-', '.' "
+        if not is_name(self.line):
+            raise ConfigError(f"{source}: key 'line' = {self.line!r} must be {NAME_RULE} "
                               "(it is part of every ZeroMQ topic)")
         if not self.product:
             raise ConfigError(f"{source}: key 'product' is required (the product to inspect at start, e.g. cable)")
+        if not is_name(self.product):
+            raise ConfigError(f"{source}: key 'product' = {self.product!r} must be {NAME_RULE} "
+                              "(it names the files under engines/ and calibration/)")
+
+
+LOOPBACK_HOSTS = ("localhost", "lo", "::1", "[::1]")
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Does a ZeroMQ endpoint (or a bare host) stay on this machine? ipc:// and inproc:// do; tcp:// on
+    127.x.x.x, ::1, localhost or the interface lo does; ``*`` and every other address do not."""
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep:
+        host = endpoint
+    elif scheme in ("ipc", "inproc"):
+        return True
+    else:
+        host = rest.split(";")[-1].rsplit(":", 1)[0]  # tcp://[source;]host:port
+    return host.startswith("127.") or host in LOOPBACK_HOSTS
+
+
+def exposure(cfg: DaemonConfig) -> list[str]:
+    """What the daemon serves beyond loopback without authentication: ZeroMQ endpoints without CURVE, and the
+    metrics port (which has none). Empty when everything stays on this machine or is CURVE-protected."""
+    out = []
+    if not cfg.zmq.curve.enabled:
+        out += [f"zmq.publish {ep}" for ep in cfg.zmq.publish if not is_loopback(ep)]
+        if cfg.zmq.control and not is_loopback(cfg.zmq.control):
+            out.append(f"zmq.control {cfg.zmq.control}")
+    if cfg.metrics.port and not is_loopback(cfg.metrics.host):
+        out.append(f"metrics {cfg.metrics.host}:{cfg.metrics.port}")
+    return out
 
 
 def _resolve(base: Path, p: str) -> str:

@@ -5,9 +5,12 @@ Process behaviour:
 - SIGTERM / SIGINT: stop capture, inspect and publish every frame already captured, send end-of-stream,
   flush the audit, exit 0. A finite source (file, image folder) ending does the same.
 - SIGHUP: reload the product's calibration (same as the ``reload_calibration`` command).
-- systemd: ``READY=1`` once running, ``WATCHDOG=1`` every half ``WatchdogSec`` while the inference and output
-  threads are alive and ticking, ``STOPPING=1`` on the way out; through the ``NOTIFY_SOCKET`` datagram, no
-  extra dependency.
+- systemd: ``READY=1`` once running, ``WATCHDOG=1`` every half ``WatchdogSec`` while every thread the daemon
+  owns (capture, inference, output, control and its worker) is alive and the ticking ones tick
+  (``Pipeline.problems``), ``STOPPING=1`` on the way out; through the ``NOTIFY_SOCKET`` datagram, no extra
+  dependency. A dead or stuck thread stops the pings, so systemd restarts the daemon.
+- Exposure: binding beyond loopback without CURVE (or metrics beyond loopback) is logged as a warning at
+  start and listed in ``status`` (``security.exposed``).
 - Logs: one JSON object per line on stderr (``log.format: json``) for journald and log shippers.
 """
 
@@ -20,11 +23,12 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import zmq
 
-from inspector.stream.config import DaemonConfig, LogConfig
+from inspector.stream.config import DaemonConfig, LogConfig, exposure
 from inspector.stream.control import ControlServer
 from inspector.stream.pipeline import Pipeline
 from inspector.stream.product import BundleLoader, ProductLoader
@@ -61,6 +65,13 @@ def watchdog_interval_s() -> float | None:
     if not usec or (pid and pid != str(os.getpid())):
         return None
     return int(usec) / 2e6
+
+
+def seen_log_path(cfg: DaemonConfig) -> Path | None:
+    """Where a watched image folder keeps the names of the files it took: beside the audit trail."""
+    if cfg.source.kind != "images" or cfg.source.images_mode != "watch":
+        return None
+    return Path(cfg.audit.dir) / f"images-seen-{cfg.line}.jsonl"
 
 
 class JsonFormatter(logging.Formatter):
@@ -100,6 +111,7 @@ class Daemon:
         self.control: ControlServer | None = None
         self.publisher: Publisher | None = None
         self.endpoints: dict[str, Any] = {}
+        self.exposed = exposure(cfg)
 
     # -- signals and other threads ----------------------------------------------------------------------------------
     def request_stop(self, reason: str = "signal") -> None:
@@ -129,7 +141,7 @@ class Daemon:
         metrics = Metrics(cfg.metrics.port, cfg.metrics.host)
         try:
             # The source first: a config that can never work (no GStreamer) fails before seconds of engine loading.
-            source = self.source or open_source(cfg.source)
+            source = self.source or open_source(cfg.source, seen_log_path(cfg))
             product = self.loader.load(cfg.product)
             if cfg.zmq.curve.enabled:
                 from inspector.protocol.auth import start_authenticator
@@ -139,12 +151,15 @@ class Daemon:
             self.pipeline = Pipeline(cfg, product, self.loader, source, self.publisher, metrics=metrics)
             self.endpoints["publish"] = self.publisher.endpoints
             if cfg.zmq.control:
-                self.control = ControlServer(self.ctx, cfg.zmq, self._handlers())
+                self.control = ControlServer(self.ctx, cfg.zmq, self._handlers(), self.pipeline.event)
                 self.endpoints["control"] = self.control.endpoint
                 control_thread = threading.Thread(target=self.control.run, name="inspector-control", daemon=True)
                 control_thread.start()
+                self.pipeline.watch("control", control_thread, lambda: self.control.tick)
+                self.pipeline.watch("control-worker", self.control.worker)
             log.info("line %s: inspecting %s from %s; publish %s, control %s", cfg.line, product.name,
                      source.describe(), self.publisher.endpoints, self.endpoints.get("control"))
+            self._warn_exposure()
             self.pipeline.start()
             self._ready.set()
             sd_notify("READY=1")
@@ -188,15 +203,26 @@ class Daemon:
             p.capture.check_stall()
             if wd is not None and time.monotonic() >= next_wd:
                 next_wd = time.monotonic() + wd
-                if p.healthy(max_silence_s=2 * wd):
+                problems = p.problems(max_silence_s=2 * wd)
+                if not problems:
                     sd_notify("WATCHDOG=1")
                 else:
-                    log.error("pipeline threads silent; not feeding the systemd watchdog")
+                    log.error("not feeding the systemd watchdog: %s", "; ".join(problems))
+
+    def _warn_exposure(self) -> None:
+        if self.exposed:
+            log.warning("reachable beyond this machine without authentication: %s. Anyone who can reach these "
+                        "can subscribe, trigger and switch products; bind to 127.0.0.1 or enable zmq.curve "
+                        "(docs/zeromq.md, Security)", ", ".join(self.exposed))
+
+    def _status(self) -> dict[str, Any]:
+        return {**self.pipeline.snapshot(),
+                "security": {"curve": self.cfg.zmq.curve.enabled, "exposed": list(self.exposed)}}
 
     def _handlers(self) -> dict[str, Any]:
         p = self.pipeline
         return {
-            "status": p.snapshot,
+            "status": self._status,
             "switch_product": p.switch_product,
             "trigger": p.trigger,
             "pause": p.pause,

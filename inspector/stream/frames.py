@@ -30,6 +30,7 @@ class Frame:
 
     ``frame_id`` counts frames read from the source since start; ``capture_ts`` is Unix seconds and
     ``capture_mono`` the monotonic clock at the same instant (latency is measured on the latter).
+    ``source_file``: the file it was read from (image folders), else None.
     """
 
     frame_id: int | None
@@ -38,6 +39,7 @@ class Frame:
     image: np.ndarray | None
     error: str | None = None
     part_id: str | None = None
+    source_file: str | None = None
 
 
 class FrameQueue:

@@ -97,6 +97,8 @@ class Output:
             self.tick = now = self.clock()
             if now >= next_hb:
                 self._safe(self._heartbeat, seq)
+                if self.audit is not None:
+                    self._safe(lambda _: self.audit.poll(), None)
                 seq += 1
                 next_hb = max(next_hb + interval, now)
             self._drain_side()
@@ -127,7 +129,10 @@ class Output:
     def _deliver(self, item: Outgoing) -> None:
         msg = item.msg
         if isinstance(msg, EndOfStream):
-            msg = dataclasses.replace(msg, results=self.results)
+            if self.audit is not None:
+                self.audit.flush()  # what the spool holds is written (or counted lost) before the counts are final
+            msg = dataclasses.replace(msg, results=self.results,
+                                      audit_lost=self.audit.lost if self.audit is not None else 0)
         if isinstance(msg, Preview):  # images for live views: not part of the audit trail
             self.publisher.send(msg, item.payload)
             return
@@ -136,17 +141,12 @@ class Output:
             if self.audit is not None:
                 self.audit.record(to_header(msg))
             return
-        png, info, frame_mask = None, None, None
         p, f = item.product, item.frame
-        if item.mask is not None and p is not None:
-            policy, space = self.cfg.masks.publish, self.cfg.masks.resolution
-            wants_audit = self.audit is not None and msg.decision == "FAIL"
-            if space == "frame" or wants_audit:
-                frame_mask = mask_image(item.mask, "frame", p.frame_hw, p.roi)
-            if policy == "always" or (policy == "fail" and msg.decision == "FAIL"):
-                img = frame_mask if space == "frame" else mask_image(item.mask, "mask", p.frame_hw, p.roi)
-                png = encode_png(img)
-                info = MaskInfo(img.shape[1], img.shape[0], space, p.roi if space == "mask" else None)
+        try:
+            png, info, frame_mask = self._mask(item, msg)
+        except Exception:  # noqa: BLE001 - a mask that cannot be drawn must not cost the decision
+            log.exception("output: the mask of frame %s could not be rendered; publishing without it", msg.frame_id)
+            png, info, frame_mask = None, None, None
         now = self.clock()
         latency_s = now - (f.capture_mono if f is not None else now)
         msg = dataclasses.replace(msg, publish_ts=self.wall(), latency_ms=round(latency_s * 1000, 3), mask=info)
@@ -163,6 +163,22 @@ class Output:
                 self._deliver(Outgoing(event))
             self.preview.offer(msg, f, now)
 
+    def _mask(self, item: Outgoing, msg: Result) -> tuple[bytes | None, MaskInfo | None, np.ndarray | None]:
+        """(PNG for frame 3, its MaskInfo, the frame-sized mask for the audit), per the masks policy."""
+        png, info, frame_mask = None, None, None
+        p = item.product
+        if item.mask is None or p is None:
+            return png, info, frame_mask
+        policy, space = self.cfg.masks.publish, self.cfg.masks.resolution
+        wants_audit = self.audit is not None and msg.decision == "FAIL"
+        if space == "frame" or wants_audit:
+            frame_mask = mask_image(item.mask, "frame", p.frame_hw, p.roi)
+        if policy == "always" or (policy == "fail" and msg.decision == "FAIL"):
+            img = frame_mask if space == "frame" else mask_image(item.mask, "mask", p.frame_hw, p.roi)
+            png = encode_png(img)
+            info = MaskInfo(img.shape[1], img.shape[0], space, p.roi if space == "mask" else None)
+        return png, info, frame_mask
+
     def _heartbeat(self, seq: int) -> None:
         now = self.clock()
         t0, n0 = self._fps_window
@@ -172,5 +188,7 @@ class Output:
         self.publisher.send(hb)
         self.metrics.captured(hb.frames - self._frames_counted)
         self._frames_counted = hb.frames
-        self.metrics.gauges(hb.queue_depth, hb.dropped, hb.camera, self.audit.errors if self.audit is not None else 0)
+        a = self.audit
+        self.metrics.gauges(hb.queue_depth, hb.dropped, hb.camera, a.errors if a is not None else 0,
+                            a.lost if a is not None else 0, a.spooled if a is not None else 0)
         self.metrics.drift(hb.drift, hb.drift_stats)

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from inspector.errors import InspectorError, SourceError
+from inspector.errors import CalibrationError, InspectorError, SourceError
 from inspector.protocol.messages import EndOfStream, Event, Heartbeat, Result, Status
 from inspector.stream.audit import AuditLog
 from inspector.stream.capture import Capture
-from inspector.stream.config import DaemonConfig
+from inspector.stream.config import DaemonConfig, drop_policy_for
 from inspector.stream.decide import decide
 from inspector.stream.frames import Frame, FrameQueue, TriggerBook
 from inspector.stream.output import Outgoing, Output
@@ -57,7 +57,7 @@ class Pipeline:
         self._pending: Product | None = None
         self._adopted = threading.Event()
         self._switch_lock = threading.Lock()
-        self.queue = FrameQueue(cfg.pipeline.queue_size, cfg.pipeline.drop_policy)
+        self.queue = FrameQueue(cfg.pipeline.queue_size, drop_policy_for(cfg.pipeline.drop_policy, cfg.source.kind))
         self.triggers = TriggerBook()
         # Results (with their frames) are bounded: a slow output thread backs up into the capture queue and its
         # drop policy. Events and status go through an unbounded side queue: the output thread itself raises
@@ -71,6 +71,9 @@ class Pipeline:
         self.started = clock()
         self.inference_tick = clock()
         self._threads: list[threading.Thread] = []
+        # Threads outside the pipeline the daemon also owns (control): name -> (thread, its tick or None).
+        self._watched: dict[str, tuple[threading.Thread, Callable[[], float] | None]] = {}
+        self.trigger_errors = 0  # ERROR results for triggers that got no frame
         self._stopped = False
         self.metrics.describe(line=self.line, product=product.name, backend=product.backend.name,
                               calibration=getattr(product.calibration, "id", ""))
@@ -85,6 +88,7 @@ class Pipeline:
             t.start()
             self._threads.append(t)
         self.status("paused" if self.capture.paused else "running")
+        self._notice_unsigned(self.active)
 
     def stop(self, reason: str = "signal") -> None:
         """Stop capture, inspect and publish every frame already captured, send end-of-stream, flush the audit."""
@@ -101,7 +105,7 @@ class Pipeline:
         inf_t.join()
         # 'results' is filled in by the output thread, after every result before it was published.
         self.output.put(Outgoing(EndOfStream(self.line, self.wall(), reason, self.capture.captured, -1,
-                                             self.queue.dropped)))
+                                             self.queue.dropped, self.trigger_errors)))
         self.output.finish()
         out_t.join()
         if self.audit is not None:
@@ -114,11 +118,33 @@ class Pipeline:
     def source_ended(self) -> bool:
         return self.capture.ended.is_set()
 
-    def healthy(self, max_silence_s: float) -> bool:
-        """Threads alive and ticking: the systemd watchdog is only fed while this holds."""
+    def watch(self, name: str, thread: threading.Thread, tick: Callable[[], float] | None = None) -> None:
+        """Count another thread of the daemon (the control socket's) in :meth:`problems`."""
+        self._watched[name] = (thread, tick)
+
+    def problems(self, max_silence_s: float) -> list[str]:
+        """What is wrong with the daemon's threads: dead, or silent for more than ``max_silence_s``.
+
+        Capture may end (a finished file), and may block in a dead camera's read (stall detection reports
+        that); inference, output and the watched threads must be alive, and those with a tick must tick.
+        """
         now = self.clock()
-        alive = all(t.is_alive() for t in self._threads[:2])
-        return alive and now - self.inference_tick < max_silence_s and now - self.output.tick < max_silence_s
+        out = []
+        threads = dict(zip(("output", "inference", "capture"), self._threads, strict=False))
+        ticks = {"output": lambda: self.output.tick, "inference": lambda: self.inference_tick}
+        for name, (t, tick) in {**{k: (v, ticks.get(k)) for k, v in threads.items()}, **self._watched}.items():
+            if t.ident is None:
+                continue  # not started yet (the control worker starts with the control thread)
+            if not t.is_alive():
+                if not (name == "capture" and self.capture.ended.is_set() and not self.capture.failed):
+                    out.append(f"{name} thread is dead")
+            elif tick is not None and now - tick() > max_silence_s:
+                out.append(f"{name} thread silent for {now - tick():.1f} s")
+        return out
+
+    def healthy(self, max_silence_s: float) -> bool:
+        """Every thread alive and ticking: the systemd watchdog is only fed while this holds."""
+        return not self.problems(max_silence_s)
 
     # -- called from other threads (control, signals) -------------------------------------------------------------
     def event(self, kind: str, message: str, detail: dict[str, Any] | None = None) -> None:
@@ -165,6 +191,7 @@ class Pipeline:
                         "model_sha": new.model_sha})
             self.metrics.describe(line=self.line, product=name, backend=new.backend.name,
                                   calibration=getattr(new.calibration, "id", ""))
+            self._notice_unsigned(new)
             return {"product": name, "previous": old.name, "backend": new.backend.describe(),
                     "calibration_id": getattr(new.calibration, "id", None), "model_sha": new.model_sha}
 
@@ -172,7 +199,7 @@ class Pipeline:
         with self._switch_lock:
             old = self.active
             try:
-                new = self.loader.reload_calibration(old)
+                new = self._reloaded(old)
                 self._hand_over(new)
             except InspectorError as e:
                 self.event("calibration_reload_failed", f"kept calibration {getattr(old.calibration, 'id', None)}: {e}",
@@ -181,8 +208,24 @@ class Pipeline:
             old_id, new_id = getattr(old.calibration, "id", None), getattr(new.calibration, "id", None)
             self.event("calibration_reloaded", f"calibration {old_id} -> {new_id}",
                        {"product": new.name, "from": old_id, "to": new_id})
+            self._notice_unsigned(new)
             return {"product": new.name, "calibration_id": new_id, "previous": old_id,
                     "image_threshold": new.calibration.image_threshold}
+
+    def _notice_unsigned(self, p: Product) -> None:
+        if getattr(p.calibration, "signed", True) is False:
+            cid = getattr(p.calibration, "id", None)
+            self.event("calibration_unsigned", f"calibration {cid} of {p.name} has no content hash (written before "
+                       "records carried one): a hand edit could not be told apart. Review it, then run "
+                       f"`inspector calibrate --product {p.name} --sign`", {"product": p.name, "calibration_id": cid})
+
+    def _reloaded(self, old: Product) -> Product:
+        try:
+            return self.loader.reload_calibration(old)
+        except InspectorError:
+            raise
+        except Exception as e:  # noqa: BLE001 - an unreadable file is a refused reload, never a crash
+            raise CalibrationError(f"cannot read the calibration: {e!r}") from e
 
     def _hand_over(self, new: Product) -> None:
         self._adopted.clear()
@@ -199,11 +242,20 @@ class Pipeline:
         return {
             "line": self.line, "product": p.name, "backend": p.backend.describe(),
             "calibration_id": getattr(p.calibration, "id", None), "model_sha": p.model_sha,
-            "mode": self.cfg.pipeline.mode, "paused": self.capture.paused, "camera": self.capture.state,
-            "source": self.capture.source.describe(), "frames": self.capture.captured,
-            "results": self.output.results, "decisions": dict(self.output.counts), "dropped": self.queue.dropped, "queue_depth": len(self.queue),
+            "calibration_signed": getattr(p.calibration, "signed", None), "mode": self.cfg.pipeline.mode, "paused": self.capture.paused, "camera": self.capture.state,
+            "source": self.capture.source.describe(), "read": self.capture.next_id, "frames": self.capture.captured,
+            "results": self.output.results, "decisions": dict(self.output.counts), "dropped": self.queue.dropped,
+            "trigger_errors": self.trigger_errors, "drop_policy": self.queue.policy, "queue_depth": len(self.queue),
             "uptime_s": round(self.clock() - self.started, 3), "pending_triggers": len(self.triggers),
+            "audit": self._audit_state(),
         }
+
+    def _audit_state(self) -> dict[str, Any]:
+        a = self.audit
+        if a is None:
+            return {"state": "off"}
+        return {"state": "failing" if a.failing else "ok", "spooled": a.spooled, "lost": a.lost,
+                "images_skipped": a.images.skipped}
 
     # -- inference thread ---------------------------------------------------------------------------------------
     def _adopt(self) -> Product:
@@ -237,6 +289,7 @@ class Pipeline:
 
     def _expire_triggers(self, product: Product, timeout_s: float, why: str) -> None:
         for part_id, _t in self.triggers.expire(self.clock(), timeout_s):
+            self.trigger_errors += 1
             frame = Frame(None, self.wall(), self.clock(), None, None, part_id)
             self._emit(self._error(product, frame, f"{why} (camera {self.capture.state})"), None)
 
@@ -248,7 +301,7 @@ class Pipeline:
         size = (f.image.shape[1], f.image.shape[0]) if f.image is not None and f.image.ndim >= 2 else None
         return Result(self.line, p.name, f.frame_id, f.part_id, f.capture_ts, "ERROR",
                       model_sha=p.model_sha, calibration_id=getattr(p.calibration, "id", None),
-                      backend=p.backend.name, frame_size=size, error=why)
+                      backend=p.backend.name, frame_size=size, error=why, source_file=f.source_file)
 
     def _inspect(self, p: Product, batch: list[Frame]) -> list[tuple[Frame, Result, np.ndarray | None]]:
         """One result per frame of ``batch``, in order."""
@@ -285,7 +338,7 @@ class Pipeline:
                         continue
                     r = Result(self.line, p.name, f.frame_id, f.part_id, f.capture_ts, d.decision, d.score,
                                d.normalized_score, d.threshold, d.regions, p.model_sha, getattr(cal, "id", None),
-                               p.backend.name, (W, H))
+                               p.backend.name, (W, H), source_file=f.source_file)
                     out[i] = (f, r, d.mask)
         return [o for o in out if o is not None]
 
@@ -296,4 +349,6 @@ class Pipeline:
                          len(self.queue), self.queue.size, p.backend.name, p.name, getattr(p.calibration, "id", None),
                          self.capture.state, self.capture.paused, self.cfg.pipeline.mode,
                          "off" if self.audit is None else ("failing" if self.audit.failing else "ok"),
+                         self.audit.spooled if self.audit is not None else 0,
+                         self.audit.lost if self.audit is not None else 0,
                          drift=self.output.drift.state, drift_stats=self.output.drift.stats())

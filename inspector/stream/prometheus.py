@@ -22,7 +22,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.
 class Metrics:
     """The daemon's metrics; every method is a no-op when disabled."""
 
-    def __init__(self, port: int, host: str = "0.0.0.0", line: str = "") -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1", line: str = "") -> None:
         self.enabled = port > 0
         self.server: Any = None
         if not self.enabled:
@@ -30,7 +30,7 @@ class Metrics:
         try:
             import prometheus_client as pc
         except ImportError as e:
-            raise ConfigError("metrics.port is set but prometheus_client is not installed; "
+            raise ConfigError("key 'metrics.port' is set but prometheus_client is not installed; "
                               "`pip install inspector[metrics]` or set metrics.port: 0") from e
         self.registry = pc.CollectorRegistry()
         r = self.registry
@@ -44,6 +44,10 @@ class Metrics:
         self.camera = pc.Enum("inspector_camera_state", "camera state", states=list(CAMERA_STATES), registry=r)
         self.camera_outages = pc.Counter("inspector_camera_outages", "camera_lost events", registry=r)
         self.audit_errors = pc.Gauge("inspector_audit_errors", "audit write errors since start", registry=r)
+        self.audit_lost = pc.Gauge("inspector_audit_lost_records", "audit records lost since start (spool overflow)",
+                                   registry=r)
+        self.audit_spooled = pc.Gauge("inspector_audit_spooled_records", "audit records waiting for the disk",
+                                      registry=r)
         self.info = pc.Info("inspector", "line, product, backend, calibration", registry=r)
         self.drift_raised = pc.Gauge("inspector_drift", "1 while drift is raised (docs/zeromq.md), else 0",
                                      registry=r)
@@ -54,7 +58,7 @@ class Metrics:
         try:
             self.server = pc.start_http_server(port, addr=host, registry=r)
         except OSError as e:
-            raise ConfigError(f"cannot serve metrics on {host}:{port}: {e}") from e
+            raise ConfigError(f"cannot serve metrics on {host}:{port} (keys 'metrics.host', 'metrics.port'): {e}") from e
         log.info("prometheus metrics on http://%s:%d/metrics", host, port)
 
     def result(self, decision: str, latency_s: float) -> None:
@@ -66,12 +70,15 @@ class Metrics:
         if self.enabled:
             self.frames.inc(n)
 
-    def gauges(self, queue_depth: int, dropped: int, camera: str, audit_errors: int) -> None:
+    def gauges(self, queue_depth: int, dropped: int, camera: str, audit_errors: int, audit_lost: int = 0,
+               audit_spooled: int = 0) -> None:
         if self.enabled:
             self.queue_depth.set(queue_depth)
             self.dropped.set(dropped)
             self.camera.state(camera if camera in CAMERA_STATES else "lost")
             self.audit_errors.set(audit_errors)
+            self.audit_lost.set(audit_lost)
+            self.audit_spooled.set(audit_spooled)
 
     def drift(self, state: str, stats: dict[str, Any]) -> None:
         """The heartbeat's drift state and figures (NaN while a statistic is not judged yet)."""

@@ -3,7 +3,12 @@ and an in-memory source for benchmarks.
 
 ``Source.read()`` returns a :class:`Read`: a frame, an unusable frame (still a captured frame: it gets an
 ERROR result), the end of a finite stream, or "nothing yet" (a watched folder with no new file). A live
-source that fails raises :class:`SourceError`; the capture loop then reconnects with backoff.
+source that fails raises :class:`SourceError`; the capture loop then reconnects with backoff. ``open()``
+after a failure resumes where the source was; ``rewind()`` starts a finite source over (``at_end: loop``).
+
+Image files are decoded strictly (``imagefile.py``): a truncated JPEG or PNG is an unusable frame with the
+reason. A video file's failed read is a corrupt frame only when a later read succeeds; failures up to the
+end are the end of the file (a truncated recording), not ERROR results for frames that do not exist.
 
 PyPI's OpenCV wheels are built without GStreamer. A GStreamer pipeline on such a build is refused at start
 with a hint, instead of opening to an empty stream.
@@ -23,12 +28,13 @@ import numpy as np
 
 from inspector.errors import SourceError
 from inspector.stream.config import SourceConfig
+from inspector.stream.imagefile import IMAGE_SUFFIXES, read_image
+from inspector.stream.seen import SeenLog
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-# A file's read failing this many times in a row is the end of the file, not a corrupt frame.
-MAX_BAD_READS = 3
+# A video file's read failing this many times in a row is the end of the file, not corrupt frames.
+MAX_BAD_READS = 5
 GSTREAMER_HINT = (
     "this OpenCV build has no GStreamer (cv2.getBuildInformation() says 'GStreamer: NO'; PyPI's "
     "opencv-python wheels never have it). On a Jetson use JetPack's system OpenCV: "
@@ -42,11 +48,13 @@ GSTREAMER_HINT = (
 @dataclass(frozen=True)
 class Read:
     """One read: ``kind`` is 'frame' (``image`` uint8 (H, W, 3) BGR), 'bad' (unusable, ``reason``),
-    'end' (finite stream finished) or 'idle' (no frame available yet)."""
+    'end' (finite stream finished) or 'idle' (no frame available yet). ``name``: the file it came from
+    (image folders), else ''."""
 
     kind: str
     image: np.ndarray | None = None
     reason: str = ""
+    name: str = ""
 
 
 END = Read("end")
@@ -68,6 +76,10 @@ class Source(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the device or file."""
+
+    def rewind(self) -> None:
+        """Start a finite source over (``at_end: loop``); ``open()`` follows."""
+        self.close()
 
     def describe(self) -> str:
         return type(self).__name__
@@ -91,8 +103,7 @@ class CaptureSource(Source):
         self.cfg = cfg
         self.live = cfg.kind != "file"
         self.cap: cv2.VideoCapture | None = None
-        self.frame_count = 0
-        self.bad_reads = 0
+        self.ahead: list[Read] = []
 
     def describe(self) -> str:
         return f"{self.cfg.kind}:{self.cfg.uri}"
@@ -121,46 +132,53 @@ class CaptureSource(Source):
             cap.release()
             raise SourceError(f"cannot open {self.describe()} (OpenCV VideoCapture.isOpened() is false)")
         self.cap = cap
-        self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cfg.kind == "file" else 0
-        self.bad_reads = 0
+        self.ahead = []
 
     def read(self) -> Read:
+        if self.ahead:
+            return self.ahead.pop(0)
         if self.cap is None:
             raise SourceError(f"{self.describe()} is not open")
         ok, img = self.cap.read()
         if ok and img is not None:
-            self.bad_reads = 0
             return Read("frame", img)
         if self.live:
             raise SourceError(f"{self.describe()}: read failed (camera disconnected, stalled or stream ended)")
-        # A file: a failed read before the last frame is a corrupt frame (the decoder skips past it);
-        # repeated failures or the last position are the end of the file.
-        pos = int(self.cap.get(cv2.CAP_PROP_POS_FRAMES) or 0)
-        self.bad_reads += 1
-        if self.frame_count and pos < self.frame_count and self.bad_reads < MAX_BAD_READS:
-            return Read("bad", reason=f"frame {pos} of {self.cfg.uri} could not be decoded")
+        # A file: the failed reads are corrupt frames only if the decoder gets past them to a good one.
+        bad = []
+        for _ in range(MAX_BAD_READS):
+            pos = int(self.cap.get(cv2.CAP_PROP_POS_FRAMES) or 0)
+            bad.append(Read("bad", reason=f"frame {pos} of {self.cfg.uri} could not be decoded"))
+            ok, img = self.cap.read()
+            if ok and img is not None:
+                self.ahead = [*bad[1:], Read("frame", img)]
+                return bad[0]
         return END
 
     def close(self) -> None:
         if self.cap is not None:
             self.cap.release()
             self.cap = None
+        self.ahead = []
 
 
 class ImageDirSource(Source):
     """Images of a folder in name order; ``watch`` mode also takes files that appear later.
 
     In watch mode a file is taken once its size is the same on two scans, so a half-written file is not
-    read. An unreadable image is an unusable frame (ERROR result), not the end of the stream.
+    read, and each file is taken once: across a reopen (the folder went away and came back) and, with
+    ``state`` (a :class:`SeenLog` path, beside the audit), across daemon restarts. An unreadable, truncated
+    or corrupt image is an unusable frame (ERROR result, naming the file), not the end of the stream.
     """
 
-    def __init__(self, cfg: SourceConfig) -> None:
+    def __init__(self, cfg: SourceConfig, state: Path | None = None) -> None:
         self.dir = Path(cfg.uri)
         if not self.dir.is_dir():
             raise SourceError(f"image folder {self.dir} does not exist (source.uri)")
         self.watch = cfg.images_mode == "watch"
         self.live = False
-        self.seen: set[str] = set()
+        self.seen = SeenLog(state if self.watch else None, self.dir.resolve())
+        self._compacted = False
         self.pending: list[str] = []
         self.sizes: dict[str, int] = {}
         self.current: str | None = None
@@ -171,21 +189,34 @@ class ImageDirSource(Source):
     def open(self) -> None:
         if not self.dir.is_dir():
             raise SourceError(f"image folder {self.dir} is gone")
-        self.seen.clear()
+        # What was taken stays taken; only files not yet read are looked for again.
         self.pending = []
         self.sizes = {}
+        if not self._compacted:
+            self._compacted = True
+            self.seen.compact({e.name for e in self._entries()})
 
-    def _scan(self) -> None:
+    def rewind(self) -> None:
+        self.seen.names.clear()
+        self.pending = []
+
+    def close(self) -> None:
+        pass
+
+    def _entries(self) -> list[os.DirEntry]:
         try:
-            entries = sorted(os.scandir(self.dir), key=lambda e: e.name)
+            return sorted(os.scandir(self.dir), key=lambda e: e.name)
         except OSError as e:
             raise SourceError(f"cannot list {self.dir}: {e.strerror}") from e
-        for e in entries:
-            if e.name in self.seen or not e.name.lower().endswith(IMAGE_SUFFIXES) or not e.is_file():
+
+    def _scan(self) -> None:
+        queued = set(self.pending)
+        for e in self._entries():
+            if e.name in self.seen or e.name in queued or not e.name.lower().endswith(IMAGE_SUFFIXES) \
+                    or not e.is_file():
                 continue
             size = e.stat().st_size
             if not self.watch or self.sizes.get(e.name) == size:
-                self.seen.add(e.name)
                 self.pending.append(e.name)
             self.sizes[e.name] = size
 
@@ -197,10 +228,11 @@ class ImageDirSource(Source):
         name = self.pending.pop(0)
         self.sizes.pop(name, None)
         self.current = name
-        img = cv2.imread(str(self.dir / name), cv2.IMREAD_COLOR)
+        self.seen.add(name)  # taken when read: a stop inspects every frame read, and none twice
+        img, why = read_image(self.dir / name)
         if img is None:
-            return Read("bad", reason=f"cannot decode image {self.dir / name}")
-        return Read("frame", img)
+            return Read("bad", reason=why, name=name)
+        return Read("frame", img, name=name)
 
 
 class MemorySource(Source):
@@ -216,7 +248,7 @@ class MemorySource(Source):
         if cfg.uri:
             folder = Path(cfg.uri)
             files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-            imgs = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in files[:32]]
+            imgs = [read_image(p)[0] for p in files[:32]]
             self.ring = [cv2.resize(i, (self.width, self.height), interpolation=cv2.INTER_AREA) for i in imgs
                          if i is not None]
             if not self.ring:
@@ -241,10 +273,13 @@ class MemorySource(Source):
         return Read("frame", img)
 
 
-def open_source(cfg: SourceConfig) -> Source:
-    """The source for a config (not opened yet). Refuses at once what can never work (no GStreamer)."""
+def open_source(cfg: SourceConfig, state: Path | None = None) -> Source:
+    """The source for a config (not opened yet). Refuses at once what can never work (no GStreamer).
+
+    ``state``: where a watched image folder keeps the names of the files it took (see ``seen.py``).
+    """
     if cfg.kind == "images":
-        return ImageDirSource(cfg)
+        return ImageDirSource(cfg, state)
     if cfg.kind == "memory":
         return MemorySource(cfg)
     return CaptureSource(cfg)

@@ -61,9 +61,9 @@ def _daemon(args: argparse.Namespace, tmp: Path, mode: str, frames: int = 0) -> 
     if args.fake:
         hw, home = (48, 64), str(tmp)
     else:
-        from inspector.manifest import frame_shape, load_manifest
+        from inspector.manifest import load_manifest
 
-        hw, home = frame_shape(load_manifest(Path(args.home) / "engines" / args.product)), args.home
+        hw, home = load_manifest(Path(args.home) / "engines" / args.product).frame_shape, args.home
     cfg = {
         "line": "bench", "home": home, "product": args.product, "backend": args.backend, "device": "cpu",
         "threads": args.threads,

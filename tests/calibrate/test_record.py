@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
+from inspector.calibrate import record as cr
 from inspector.calibrate.record import (
     CalibrationRecord,
     Rate,
@@ -47,7 +48,7 @@ def test_round_trip_is_human_readable(tmp_path):
     assert save_calibration(rec, path) is None
     text = path.read_text()
     assert text.startswith("# inspector calibration record") and "image_threshold: 2.5" in text
-    assert load_calibration(tmp_path, "cable", manifest(SHA)) == rec
+    assert load_calibration(tmp_path, "cable", manifest(SHA)) == cr.signed(rec)  # as written, sealed by its hash
 
 
 def test_previous_record_is_kept_under_a_dated_name(tmp_path):
@@ -100,3 +101,35 @@ def test_strict_loading_names_the_bad_key(tmp_path):
 def test_rate_contains():
     r = Rate(0.05, 0.01, 0.2, 1, 20, "")
     assert r.contains(0.1) and not r.contains(0.25) and not r.contains(0.0)
+
+
+def test_the_content_hash_seals_the_record(tmp_path):
+    path = calibration_path(tmp_path, "cable")
+    save_calibration(make_record(), path)
+    rec = load_calibration(tmp_path, "cable")
+    assert rec.signed and rec.content_sha256 == cr.content_hash(rec) and len(rec.content_sha256) == 64
+    assert cr.content_hash(make_record(image_threshold=2.6)) != cr.content_hash(make_record())
+    text = path.read_text()
+    for edit in (("image_threshold: 2.5", "image_threshold: 1.0e+30"), ("image_threshold: 2.5", "image_threshold: -5"),
+                 ("min_region_area: 12", "min_region_area: 1")):
+        assert edit[0] in text
+        path.write_text(text.replace(*edit))
+        with pytest.raises(CalibrationError, match="content hash mismatch") as e:
+            load_calibration(tmp_path, "cable")
+        assert "--set-threshold" in str(e.value) and str(path) in str(e.value)
+
+
+def test_a_record_without_a_hash_still_loads_unsigned(tmp_path):
+    path = calibration_path(tmp_path, "cable")
+    save_calibration(make_record(), path)
+    path.write_text("\n".join(ln for ln in path.read_text().splitlines() if not ln.startswith("content_sha256")))
+    rec = load_calibration(tmp_path, "cable", manifest(SHA))
+    assert not rec.signed and rec.image_threshold == 2.5
+
+
+def test_an_unreadable_record_is_a_calibration_error(tmp_path):
+    path = calibration_path(tmp_path, "cable")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(bytes(range(256)))
+    with pytest.raises(CalibrationError, match="not a UTF-8 text file"):
+        load_calibration(tmp_path, "cable")

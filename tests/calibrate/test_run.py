@@ -217,3 +217,31 @@ def test_cli(home, backend, trained, tmp_path, monkeypatch, capsys):
     assert "--target-escape chooses the escape policy" in capsys.readouterr().err
     assert main(args + ["--policy", "cost", "--c-escape", "5"]) == 1
     assert "needs both --c-escape and --c-reject" in capsys.readouterr().err
+
+
+def test_set_threshold_and_sign_from_the_cli(tmp_path, capsys):
+    """A deliberate change: a new record, a new id, the old one kept dated; signing a record from before hashes."""
+    from tests.calibrate.test_record import make_record
+
+    path = calibration_path(tmp_path, "cable")
+    save_calibration(make_record(), path)
+    old = load_calibration(tmp_path, "cable")
+    assert main(["calibrate", "--product", "cable", "--home", str(tmp_path), "--set-threshold", "3.25"]) == 0
+    out = capsys.readouterr().out
+    assert "2.5 -> 3.25" in out and "--check --data" in out
+    new = load_calibration(tmp_path, "cable")
+    assert new.id != old.id and new.image_threshold == 3.25 and new.policy == "manual" and new.signed
+    assert new.expected_frr is None and new.parameters["previous_id"] == old.id
+    assert new.pixel_threshold == old.pixel_threshold and new.min_region_area == old.min_region_area
+    archived = path.parent / "cable.20250101T000000Z.yaml"
+    assert archived.is_file() and "image_threshold: 2.5" in archived.read_text()
+    for bad in ("nan", "-1", "0"):
+        assert main(["calibrate", "--product", "cable", "--home", str(tmp_path), "--set-threshold", bad]) == 1
+        assert "finite number > 0" in capsys.readouterr().err
+    assert main(["calibrate", "--product", "cable", "--home", str(tmp_path), "--sign"]) == 1
+    assert "already signed" in capsys.readouterr().err
+    path.write_text("\n".join(ln for ln in path.read_text().splitlines() if not ln.startswith("content_sha256")))
+    assert not load_calibration(tmp_path, "cable").signed
+    assert main(["calibrate", "--product", "cable", "--home", str(tmp_path), "--sign"]) == 0
+    resigned = load_calibration(tmp_path, "cable")
+    assert resigned.signed and resigned.id == new.id and resigned.image_threshold == 3.25

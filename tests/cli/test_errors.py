@@ -23,6 +23,7 @@ BAD = {
     "station": (["--connect", "not-an-endpoint"], "must look like 'tcp://"),
     "review": (["--product", "../x", "--home", "{tmp}"], "invalid product name"),
     "keys": (["--out", "/proc/inspector-cannot-write-here"], "No such file or directory"),
+    "soak": (["--config", "{none}", "--minutes", "1"], "does not exist"),
     "ablate": (["--data", "{none}", "--out", "{tmp}/ablation"], "does not exist"),
     "visualize": (["--product", "ghost", "--data", "{tmp}", "--home", "{tmp}"], "no trained model"),
     "synth": (["--out", "{tmp}/s", "--size", "3"], "too small"),

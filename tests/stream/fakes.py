@@ -138,6 +138,9 @@ class GatedSource(Source):
     def close(self) -> None:
         self.inner.close()
 
+    def rewind(self) -> None:
+        self.inner.rewind()
+
     def describe(self) -> str:
         return self.inner.describe()
 
@@ -183,20 +186,20 @@ def daemon_yaml(path: Path, source: dict, pub: str, control: str, audit_dir: Pat
 
 
 def main(argv: list[str]) -> int:
-    """``CONFIG DELAY_S GATE_FILE``: the real daemon with the fake loader (DELAY_S per batch); the source opens
-    once GATE_FILE exists."""
+    """``CONFIG [DELAY_S GATE_FILE]``: the real daemon with the fake loader (DELAY_S per batch, default 5 ms);
+    the source opens once GATE_FILE exists (at once without one)."""
     import logging
 
     from inspector.stream.config import load_daemon_config
-    from inspector.stream.daemon import Daemon, setup_logging
+    from inspector.stream.daemon import Daemon, seen_log_path, setup_logging
     from inspector.stream.sources import open_source
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     cfg = load_daemon_config(argv[0])
     setup_logging(cfg.log)
-    gate = Path(argv[2])
-    source = GatedSource(open_source(cfg.source), gate.exists)
-    return Daemon(cfg, loader=FakeLoader(delay_s=float(argv[1])), source=source).run()
+    gate = Path(argv[2]) if len(argv) > 2 else None
+    source = GatedSource(open_source(cfg.source, seen_log_path(cfg)), gate.exists if gate else lambda: True)
+    return Daemon(cfg, loader=FakeLoader(delay_s=float(argv[1]) if len(argv) > 1 else 0.005), source=source).run()
 
 
 if __name__ == "__main__":

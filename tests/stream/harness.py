@@ -12,10 +12,22 @@ from inspector.client.subscriber import ControlClient, Subscriber
 from inspector.config import load_dataclass
 from inspector.protocol.messages import EndOfStream, Event, Heartbeat, Result, Status
 from inspector.stream.config import DaemonConfig
-from inspector.stream.daemon import Daemon
+from inspector.stream.daemon import Daemon, seen_log_path
 from inspector.stream.sources import open_source
 
 from .fakes import FakeLoader, GatedSource
+
+
+def wait_for(predicate, timeout_s: float = 10.0, poll_s: float = 0.02, what: str = "the condition"):
+    """Poll ``predicate()`` until it returns something truthy (returned) or ``timeout_s`` passes (AssertionError)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        v = predicate()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout_s:g} s")
+        time.sleep(poll_s)
 
 
 @dataclass
@@ -39,6 +51,8 @@ def config(tmp: Path, source: dict[str, Any], **sections: Any) -> DaemonConfig:
     }
     for k, v in sections.items():
         data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+        if isinstance(v, dict):  # None removes a key: the daemon's own default applies
+            data[k] = {key: val for key, val in data[k].items() if val is not None}
     return load_dataclass(DaemonConfig, data, "test")
 
 
@@ -50,8 +64,8 @@ class Line:
         self.cfg = cfg
         self.loader = loader or FakeLoader()
         self._gate = threading.Event()
-        self.daemon = Daemon(cfg, loader=self.loader, source=GatedSource(source or open_source(cfg.source),
-                                                                         self._gate.is_set))
+        source = source or open_source(cfg.source, seen_log_path(cfg))
+        self.daemon = Daemon(cfg, loader=self.loader, source=GatedSource(source, self._gate.is_set))
         self.rc: int | None = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -110,6 +124,29 @@ class Line:
             if until is not None and until(got):
                 break
         return got
+
+    def status(self) -> dict[str, Any]:
+        """The daemon's ``status`` over the control socket (the reply's result)."""
+        r = self.ctl.request("status")
+        assert r["ok"], r
+        return r["result"]
+
+    def settled(self, got: Collected, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Pump until everything captured is published (queue empty, results == frames - dropped +
+        trigger_errors, the subscriber has them all); the status at that moment."""
+        def done():
+            self.pump(got, 20)
+            st = self.status()
+            n = st["frames"] - st["dropped"] + st["trigger_errors"]
+            return st if st["queue_depth"] == 0 and st["results"] == n and len(got.results) >= n else None
+
+        return wait_for(done, timeout_s, 0, "all captured frames published")
+
+    def heartbeats(self, got: Collected, n: int, timeout_s: float = 10.0) -> None:
+        """Pump until ``n`` more heartbeats came: time passing, measured by the daemon's own clock."""
+        target = len(got.heartbeats) + n
+        self.collect(got, timeout_s, until=lambda g: len(g.heartbeats) >= target)
+        assert len(got.heartbeats) >= target, "heartbeats stopped"
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
         self.daemon.request_stop("signal")

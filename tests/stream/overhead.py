@@ -11,6 +11,13 @@ TCP, audit on. Throughput = frames / (last publish - first capture), with the so
 takes frames. Latency (capture to publish) is measured in a second daemon run paced at ``--pace`` times the
 bench throughput, as a camera below capacity would be: at full speed it would mostly measure queueing.
 The runs alternate ``--rounds`` times, so load from other processes hits them alike. Not a pytest test: it needs an exported, calibrated product.
+
+    python -m tests.stream.overhead --noop --frames 300 --rounds 3
+
+``--noop``: no product; a backend that does no work at 1280x720 (the daemon's own cost per frame: capture,
+queue, decision, mask, publish, audit), each round once with a live subscriber only and once with a second
+subscriber connected that never reads (masks always sent, tiny high-water marks): the ratio is what a stuck
+subscriber costs (the old suite asserted > 60 frames/s and a ratio within 2x + 0.5 s; speed belongs here).
 """
 
 from __future__ import annotations
@@ -31,6 +38,22 @@ from inspector.stream.config import DaemonConfig
 from inspector.stream.daemon import Daemon
 
 
+def resume_and_collect(d: Daemon, sub: Subscriber) -> list[Result]:
+    """Once the subscription is live (a heartbeat came), resume the paused daemon; every result until end of stream."""
+    while not isinstance((m := sub.recv(1000)) and m[0], Heartbeat):
+        pass
+    ControlClient(d.endpoints["control"]).request("resume")
+    results: list[Result] = []
+    while True:
+        m = sub.recv(60000)
+        if m is None:
+            raise RuntimeError("no message for 60 s")
+        if isinstance(m[0], Result):
+            results.append(m[0])
+        elif isinstance(m[0], EndOfStream):
+            return results
+
+
 def run_daemon(args: argparse.Namespace, frame_hw: tuple[int, int], tmp: Path, rate_fps: float = 0.0,
                frames: int | None = None) -> dict:
     cfg = load_dataclass(DaemonConfig, {
@@ -49,18 +72,7 @@ def run_daemon(args: argparse.Namespace, frame_hw: tuple[int, int], tmp: Path, r
     if not d.wait_ready(300):
         raise RuntimeError("daemon did not start")
     sub = Subscriber(d.endpoints["publish"][0], line="bench")
-    while not isinstance((m := sub.recv(1000)) and m[0], Heartbeat):
-        pass
-    ControlClient(d.endpoints["control"]).request("resume")
-    results: list[Result] = []
-    while True:
-        m = sub.recv(60000)
-        if m is None:
-            raise RuntimeError("no message for 60 s")
-        if isinstance(m[0], Result):
-            results.append(m[0])
-        elif isinstance(m[0], EndOfStream):
-            break
+    results = resume_and_collect(d, sub)
     t.join(60)
     sub.close()
     lat = np.array([r.latency_ms for r in results])
@@ -68,6 +80,80 @@ def run_daemon(args: argparse.Namespace, frame_hw: tuple[int, int], tmp: Path, r
     decisions = {k: sum(r.decision == k for r in results) for k in ("PASS", "FAIL", "ERROR")}
     return {"frames": len(results), "fps": len(results) / span, "p50_ms": float(np.percentile(lat, 50)),
             "p99_ms": float(np.percentile(lat, 99)), "decisions": decisions}
+
+
+class NoopBackend:
+    """Instant inference at 1280x720: what is left is the daemon's own cost per frame."""
+
+    name = "noop"
+    max_batch = 4
+    frame_shape = (720, 1280)
+
+    def infer(self, frames):
+        from inspector.result import InferenceResult
+
+        return InferenceResult(np.full(len(frames), 0.1, np.float32), np.zeros((len(frames), 224, 224), np.float32))
+
+    def describe(self):
+        return {"backend": "noop"}
+
+    def close(self):
+        pass
+
+
+class NoopLoader:
+    def load(self, name):
+        from inspector.stream.product import Product
+        from tests.stream.fakes import FakeCalibration
+
+        return Product(name, NoopBackend(), FakeCalibration(), "sha", None, (720, 1280))
+
+    def reload_calibration(self, product):
+        return product
+
+
+def run_noop(frames: int, tmp: Path, stuck: bool) -> dict:
+    """The daemon with the no-op backend on a 1280x720 memory source; optionally a subscriber that never reads."""
+    cfg = load_dataclass(DaemonConfig, {
+        "line": "noop", "product": "noop",
+        "source": {"kind": "memory", "width": 1280, "height": 720, "frames": frames},
+        "pipeline": {"queue_size": 4, "max_batch": 4, "drop_policy": "block", "start_paused": True},
+        "zmq": {"publish": ["tcp://127.0.0.1:0"], "control": "tcp://127.0.0.1:0", "heartbeat_ms": 200,
+                "sndhwm": 10},
+        "masks": {"publish": "always"}, "audit": {"dir": str(tmp / "audit")}, "log": {"format": "text"},
+    }, "overhead-noop")
+    d = Daemon(cfg, loader=NoopLoader())
+    t = threading.Thread(target=d.run, kwargs={"install_signals": False}, daemon=True)
+    t.start()
+    if not d.wait_ready(60):
+        raise RuntimeError("daemon did not start")
+    sub = Subscriber(d.endpoints["publish"][0], line="noop")
+    never = Subscriber(d.endpoints["publish"][0], line="noop", rcvhwm=1) if stuck else None
+    results = resume_and_collect(d, sub)
+    t.join(60)
+    sub.close()
+    if never is not None:
+        never.close()
+    span = max(r.publish_ts for r in results) - min(r.capture_ts for r in results)
+    return {"frames": len(results), "fps": len(results) / span, "ms_per_frame": 1000 * span / len(results)}
+
+
+def noop_main(args: argparse.Namespace) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.rounds):
+            free = run_noop(args.frames, Path(tmp) / f"f{i}", stuck=False)
+            stuck = run_noop(args.frames, Path(tmp) / f"s{i}", stuck=True)
+            rows.append({"free": free, "stuck_subscriber": stuck, "ratio": stuck["fps"] / free["fps"]})
+            print(f"round {i}: no-op 1280x720 {free['fps']:.0f} frames/s ({free['ms_per_frame']:.2f} ms each) | with a "
+                  f"subscriber that never reads {stuck['fps']:.0f} frames/s | ratio {rows[-1]['ratio']:.2f}", flush=True)
+    out = {"frame": "1280x720", "backend": "noop", "rounds": rows,
+           "fps_median": float(np.median([r["free"]["fps"] for r in rows])),
+           "stuck_ratio_median": float(np.median([r["ratio"] for r in rows]))}
+    print(f"overall: {out['fps_median']:.0f} frames/s of daemon overhead alone; a stuck subscriber leaves "
+          f"{out['stuck_ratio_median']:.2f} of it")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
 
 
 def run_bench(args: argparse.Namespace) -> tuple[dict, tuple[int, int]]:
@@ -86,8 +172,9 @@ def run_bench(args: argparse.Namespace) -> tuple[dict, tuple[int, int]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--home", required=True)
-    p.add_argument("--product", required=True)
+    p.add_argument("--noop", action="store_true", help="no product: the daemon's own cost with a no-op backend")
+    p.add_argument("--home")
+    p.add_argument("--product")
     p.add_argument("--backend", default="onnxruntime")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0)
@@ -102,6 +189,11 @@ def main() -> None:
                    help="latency run: source paced at this share of the bench throughput (a camera below capacity)")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args()
+    if args.noop:
+        noop_main(args)
+        return
+    if not (args.home and args.product):
+        p.error("--home and --product are required (or --noop)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):
