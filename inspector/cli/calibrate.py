@@ -117,6 +117,9 @@ def _run_edit(args: argparse.Namespace) -> int:
 
     if args.set_threshold is not None and args.sign:
         raise ConfigError("--set-threshold writes a signed record already; give one of --set-threshold, --sign")
+    if args.reviewed:
+        raise ConfigError("--reviewed adds images to a fitted calibration; it does not go with --set-threshold or "
+                          "--sign")
     if args.sign:
         rec, path = sign(args.product, home=args.home)
         print(f"signed {rec.id}: content_sha256 {rec.content_sha256}\nrecord: {path}")

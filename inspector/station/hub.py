@@ -149,4 +149,6 @@ class Hub:
                      calibration_id)
             return None
         f = rec.expected_frr
+        if f is None:  # a threshold set by hand (calibrate --set-threshold): no FRR was promised for it
+            return None
         return {"estimate": f.estimate, "lower": f.lower, "upper": f.upper, "n": f.n}

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from inspector.bundle import load_checkpoint, model_path
+from inspector.calibrate.record import calibration_path, content_hash, load_calibration
 from inspector.cli import main
 from inspector.data.dataset import fingerprint
 from inspector.errors import CalibrationError
@@ -59,6 +60,18 @@ def test_calibrate_reviewed_adds_false_rejects_as_good_and_confirmed_defects_as_
     rec = calibrate("cable", home, data=extra, policy=Policy(target_frr=0.02), backend=_backend(home),
                     reviewed=True, write_report=False).record
     assert rec.data["reviewed"] == {"dir": str(store.dir), "false_rejects": 2, "confirmed_defects": 3}
+    # A reviewed calibration is sealed like any other: the daemon reads back exactly what was written, and a
+    # hand edit of what the reviews added is refused.
+    path = calibration_path(home, "cable")
+    assert rec.signed and rec.content_sha256 == content_hash(rec)
+    assert load_calibration(home, "cable") == rec
+    sealed = path.read_text()
+    edited = sealed.replace("false_rejects: 2", "false_rejects: 7")
+    assert edited != sealed
+    path.write_text(edited)
+    with pytest.raises(CalibrationError, match="content hash mismatch"):
+        load_calibration(home, "cable")
+    path.write_text(sealed)
     assert rec.n_good == before.n_good + 2 and rec.n_defective == 3
     assert rec.expected_escape is not None and rec.expected_escape.n == 3  # now an escape-rate promise is made
     labels = {i["sha256"]: i["label"] for i in rec.data["images"]}
@@ -73,6 +86,8 @@ def test_calibrate_reviewed_adds_false_rejects_as_good_and_confirmed_defects_as_
     assert "6 reviews" in capsys.readouterr().out
     assert main(["calibrate", "--product", "cable", "--home", str(home), "--reviewed", "--check", "--data",
                  str(extra)]) == 1
+    assert "--reviewed" in capsys.readouterr().err
+    assert main(["calibrate", "--product", "cable", "--home", str(home), "--reviewed", "--set-threshold", "3"]) == 1
     assert "--reviewed" in capsys.readouterr().err
 
 
