@@ -185,7 +185,11 @@ class Output:
         fps = (self.results - n0) / (now - t0) if now > t0 else 0.0
         self._fps_window = (now, self.results)
         hb = self.heartbeat(seq, fps)
+        # Metrics first: a subscriber that has seen a heartbeat finds /metrics showing at least its figures.
+        self._safe(self._heartbeat_metrics, hb)
         self.publisher.send(hb)
+
+    def _heartbeat_metrics(self, hb: Heartbeat) -> None:
         self.metrics.captured(hb.frames - self._frames_counted)
         self._frames_counted = hb.frames
         a = self.audit

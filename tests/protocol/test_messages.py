@@ -140,9 +140,10 @@ def test_preview_without_image_or_with_a_bad_encoding_is_refused():
 
 def test_heartbeat_drift_fields_round_trip_and_default_for_old_publishers():
     hb = m.Heartbeat("l1", 2.0, 3, 10.0, 12.5, 100, 99, 1, 0, 2, 8, "torch", "cable", "c-1", "up", False,
-                     "continuous", "ok", "raised", {"reject_rate": 0.5, "score_shift": 1.2})
+                     "continuous", "ok", 4, 1, drift="raised", drift_stats={"reject_rate": 0.5, "score_shift": 1.2})
     back, _ = m.decode(m.encode(hb))
     assert back == hb and back.drift == "raised" and back.drift_stats["score_shift"] == 1.2
+    assert (back.audit_spooled, back.audit_lost) == (4, 1)  # beside the audit figures, each in its own field
     header = json.loads(m.encode(hb)[1])
     del header["drift"], header["drift_stats"]  # a daemon from before drift existed
     old, _ = m.decode([b"inspector/l1/heartbeat", json.dumps(header).encode()])
