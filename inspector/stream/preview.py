@@ -118,6 +118,11 @@ class Previewer:
         self.cpu_s = 0.0  # CPU seconds this thread spent encoding and handing over previews
 
     @property
+    def dead(self) -> bool:
+        """Started, not closed, and no longer running: the daemon counts it in its health (the watchdog)."""
+        return self._thread is not None and not self._closed and not self._thread.is_alive()
+
+    @property
     def enabled(self) -> bool:
         return self.cfg.rate_fps > 0 or self.cfg.rejects
 

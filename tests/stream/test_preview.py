@@ -13,7 +13,7 @@ from inspector.stream.config import PreviewConfig
 from inspector.stream.preview import PreviewRate, encode_preview, scaled
 
 from .fakes import expected_decision, make_frame
-from .harness import Line, config
+from .harness import Line, config, wait_for
 
 
 def test_rate_keeps_its_schedule_and_banks_no_backlog():
@@ -131,6 +131,23 @@ def test_preview_off_sends_no_images_and_starts_no_thread(tmp_path):
             sub.close()
     assert got.eos is not None and len(got.results) == 40 and previews == []
     assert line.daemon.pipeline.output.preview._thread is None  # no encoding thread at all
+
+
+def test_a_dead_preview_thread_stops_the_watchdog(tmp_path, monkeypatch):
+    """issue 13, 1: healthy() covers every thread the daemon owns, the preview encoder's too."""
+    from inspector.stream import preview as preview_mod
+
+    def broken(self):
+        raise RuntimeError("encoder gone")
+
+    monkeypatch.setattr(preview_mod.Previewer, "_run", broken)
+    cfg = config(tmp_path, {"kind": "memory", "width": 64, "height": 48, "rate_fps": 50},
+                 preview={"rate_fps": 5.0, "width": 32})
+    with Line(cfg) as line:
+        line.go()
+        p = line.daemon.pipeline
+        wait_for(lambda: "preview thread is dead" in p.problems(max_silence_s=5.0), 10)
+        assert not p.healthy(5.0)
 
 
 def test_the_lossless_budget_refills_at_its_share_of_a_core_and_goes_into_debt():
