@@ -6,12 +6,21 @@ import argparse
 import json
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 
-from benchmarks.peers import lite0_layers, mask_at_own_size, parse_args, parse_size, resize_to, score_metrics
+from benchmarks.peers import (
+    lite0_layers,
+    mask_at_own_size,
+    matvec_update_distances,
+    parse_args,
+    parse_size,
+    resize_to,
+    score_metrics,
+)
 from inspector.errors import DataError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,6 +100,29 @@ def test_mask_at_own_size_reads_without_resizing(tmp_path):
     assert mask_at_own_size(0, None, str(img)).shape == (40, 24) and not mask_at_own_size(0, None, str(img)).any()
     with pytest.raises(DataError, match="no mask"):
         mask_at_own_size(1, None, str(img))
+
+
+def test_matvec_step_gives_anomalibs_distances_in_the_projected_space():
+    import torch
+
+    # What anomalib's KCenterGreedy holds: the embedding (N, D), its projection P (K, D), features = E P'.
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(500, 12, generator=g)
+    proj = torch.randn(30, 12, generator=g) / 30 ** 0.5
+    sampler = SimpleNamespace(embedding=emb, features=emb @ proj.T, min_distances=None,
+                              model=SimpleNamespace(sparse_random_matrix=proj))
+    matvec_update_distances(sampler, torch.tensor(7))
+    direct = torch.linalg.norm(sampler.features - sampler.features[7], dim=1, keepdim=True)  # anomalib's step
+    assert sampler.min_distances.shape == (500, 1)
+    far = torch.ones(500, dtype=torch.bool)
+    far[7] = False
+    # The centre's own distance is sqrt of a rounding error (~1e-3, never the farthest); the rest agree.
+    assert torch.allclose(sampler.min_distances[far], direct[far], rtol=0, atol=1e-5)
+    assert sampler.min_distances[7, 0] < 1e-2
+    matvec_update_distances(sampler, torch.tensor(42))  # a second centre: the running minimum
+    both = torch.minimum(direct, torch.linalg.norm(sampler.features - sampler.features[42], dim=1, keepdim=True))
+    far[42] = False
+    assert torch.allclose(sampler.min_distances[far], both[far], rtol=0, atol=1e-5)
 
 
 def _tiny_mvtec(root: Path) -> Path:
