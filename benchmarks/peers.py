@@ -221,14 +221,21 @@ def matvec_update_distances(self: Any, cluster_center: Any) -> None:
         proj = self.model.sparse_random_matrix.to(self.embedding.dtype)  # (K, D)
         gram = proj.T @ proj  # (D, D)
         quad = (self.embedding.double() @ gram.double() * self.embedding.double()).sum(1)  # (N,)
-        cache = (self.features, gram, quad)
+        n = self.embedding.shape[0]
+        cache = (self.features, gram, quad, torch.empty(n, dtype=torch.float32), torch.empty(n, dtype=torch.float64))
         self._matvec_cache = cache
-    _, gram, quad = cache
+    _, gram, quad, buf32, buf64 = cache
     center = self.embedding[cluster_center].reshape(-1)
     g_c = gram @ center
-    d2 = quad - 2.0 * (self.embedding @ g_c).double() + float(center.double() @ g_c.double())
-    d = d2.clamp_min_(0).sqrt_().float().unsqueeze(1)
-    self.min_distances = d if self.min_distances is None else torch.minimum(self.min_distances, d)
+    # Into preallocated buffers: a fresh (N,) tensor per step fragments the heap (+0.75 MB a step, OOM at
+    # N = 525k), where anomalib's own (N, K) temporaries are large enough to be mmapped and returned.
+    torch.mv(self.embedding, g_c, out=buf32)
+    buf64.copy_(buf32).mul_(-2.0).add_(quad).add_(float(center.double() @ g_c.double())).clamp_min_(0).sqrt_()
+    buf32.copy_(buf64)
+    if self.min_distances is None:
+        self.min_distances = buf32.clone().unsqueeze(1)
+    else:
+        torch.minimum(self.min_distances, buf32.unsqueeze(1), out=self.min_distances)
 
 
 def load_inspector_lite0(peer: Any, model: str, weights: Path | None) -> dict[str, Any]:
