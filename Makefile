@@ -8,8 +8,11 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# The peer comparison's own venv (anomalib 2.7 + the product), kept apart so it cannot disturb .venv.
+PEERS_VENV ?= .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test test-fast lint bars clean-venv help sysdeps-mqtt sysdeps-browser
+.PHONY: demo test test-fast lint bars peers clean-venv help sysdeps-mqtt sysdeps-browser
 
 help:
 	@echo "make demo   - set up .venv and run the end-to-end demo (synthetic cable product); then"
@@ -17,6 +20,7 @@ help:
 	@echo "make test   - set up .venv and run the test suite (real-data tests skip without ../shared)"
 	@echo "make lint   - ruff"
 	@echo "make bars   - the slow real-data quality bars (bottle, minutes of CPU)"
+	@echo "make peers  - set up .venv-peers (anomalib 2.7) for benchmarks/peers.py, the same-backbone peers"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -49,7 +53,7 @@ sysdeps-browser:
 	fi
 
 test: $(STAMP) sysdeps-mqtt sysdeps-browser
-	$(BIN)/ruff check inspector tests
+	$(BIN)/ruff check inspector tests benchmarks
 	$(BIN)/python -m pytest -q -m "not bars" --durations=15
 
 test-fast: $(STAMP)
@@ -58,8 +62,17 @@ test-fast: $(STAMP)
 bars: $(STAMP)
 	$(BIN)/python -m pytest -q -m bars -s
 
+# Not a dependency of test: anomalib and its stack are large, and CI stays fast without them.
+$(PEERS_STAMP): pyproject.toml
+	@test -x $(PEERS_VENV)/bin/python || $(PY) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet -e ".[train,peers]"
+	@touch $@
+
+peers: $(PEERS_STAMP)
+	@echo "run: $(PEERS_VENV)/bin/python benchmarks/peers.py --data DIR --model patchcore|padim (see docs/benchmarks.md)"
+
 lint: $(STAMP)
-	$(BIN)/ruff check inspector tests
+	$(BIN)/ruff check inspector tests benchmarks
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(PEERS_VENV)
