@@ -1,8 +1,9 @@
 """Calibration images: which images a product's thresholds may be fitted on, and their scores by a backend.
 
 By default the good images that training held out, found under the checkpoint's ``data.root`` by their
-fingerprints; ``--data`` adds every image of another dataset. Any image whose fingerprint is in the
-checkpoint's training set is refused by name. Images whose size differs from the backend's frame size
+fingerprints; ``--data`` adds every image of another dataset; ``--reviewed`` adds the operators' reviews
+(``inspector.reviews``: false rejects as good images, confirmed defects as defective ones with their
+masks). Any image whose fingerprint is in the checkpoint's training set is refused by name. Images whose size differs from the backend's frame size
 are resized to it (with a warning), as a camera frame would have to be; masks are aligned with the
 anomaly maps (frame size, ROI crop, map size).
 """
@@ -77,17 +78,32 @@ def holdout_samples(root: str | Path, holdout: dict[str, str], required: bool) -
     return found
 
 
-def gather(ckpt: Checkpoint, data: str | Path | None) -> tuple[list[Sample], list[str]]:
-    """Calibration images (the checkpoint's held-out ones first, then --data), de-duplicated by fingerprint,
-    and their fingerprints.
+def reviewed_samples(home: str | Path | None, product: str) -> list[Sample]:
+    """The latest review of each reject as samples: false rejects good (label 0), confirmed defects defective
+    (label 1, type ``reviewed_defect``, with the published mask when there was one)."""
+    from inspector.reviews import DEFECT_DIR, ReviewStore
+
+    reviews = ReviewStore(home, product).latest()
+    if not reviews:
+        raise CalibrationError(f"--reviewed: no reviews for product '{product}' yet; review rejects in "
+                               "`inspector station` first")
+    return [Sample(r.frame, 0, "good") if r.verdict == "false_reject" else Sample(r.frame, 1, DEFECT_DIR, r.mask)
+            for r in reviews]
+
+
+def gather(ckpt: Checkpoint, data: str | Path | None, extra: list[Sample] | None = None
+           ) -> tuple[list[Sample], list[str]]:
+    """Calibration images (the checkpoint's held-out ones first, then --data, then ``extra``, e.g. reviewed
+    ones), de-duplicated by fingerprint, and their fingerprints.
 
     Raises CalibrationError naming every image that the model trained on.
     """
-    samples = holdout_samples(ckpt.data.root, ckpt.fingerprints("holdout"), required=data is None)
+    samples = holdout_samples(ckpt.data.root, ckpt.fingerprints("holdout"), required=data is None and not extra)
     if data is not None:
         ds = load_dataset(data)
         log.info("--data %s", ds.summary())
         samples += list(ds.train) + list(ds.test)
+    samples += list(extra or ())
     out, fps, seen = [], [], set()
     for s in samples:
         fp = fingerprint(s.path)

@@ -30,7 +30,7 @@ import numpy as np
 from inspector.bundle import Checkpoint, bundle_dir, load_checkpoint, model_path
 from inspector.calibrate import rule
 from inspector.calibrate import thresholds as th
-from inspector.calibrate.images import Scored, gather, refuse_overlap, score
+from inspector.calibrate.images import Scored, gather, refuse_overlap, reviewed_samples, score
 from inspector.calibrate.record import (
     CalibrationRecord,
     Rate,
@@ -154,11 +154,11 @@ def fit_pixels(policy: Policy, scored: Scored) -> tuple[float, str, int]:
 
 def calibrate(product: str, home: str | Path | None = None, data: str | Path | None = None,
               policy: Policy | None = None, backend: str | Backend = "auto", device: str = "auto",
-              threads: int = 0, write_report: bool = True) -> CalibrationRun:
+              threads: int = 0, write_report: bool = True, reviewed: bool = False) -> CalibrationRun:
     """Calibrate ``product`` and write ``<home>/calibration/<product>.yaml`` (and the report PNG).
 
     ``backend`` is a backend name for :func:`inspector.runtime.open_backend` or an open Backend (which
-    the caller keeps ownership of).
+    the caller keeps ownership of). ``reviewed`` adds the operators' reviews of rejects (inspector.reviews).
     """
     from inspector.manifest import load_manifest
 
@@ -171,11 +171,14 @@ def calibrate(product: str, home: str | Path | None = None, data: str | Path | N
             f"the export manifest of '{product}' belongs to model {manifest.model_sha[:12]}, but model.pt is "
             f"{ckpt.sha256[:12]}; re-run `inspector export --product {product}` first"
         )
-    if data is None:  # fail before scoring when the hold-out alone cannot do what was asked
-        if policy.name != "conformal":
+    extra = reviewed_samples(home, product) if reviewed else []
+    if data is None:  # fail before scoring when the hold-out (and reviews) alone cannot do what was asked
+        if policy.name != "conformal" and not any(s.label for s in extra):
             raise CalibrationError(f"policy {policy.name} needs defective images: give them with --data DIR")
-        th.require_samples(len(ckpt.fingerprints("holdout")), policy.target_frr, "held-out good images")
-    samples, fps = gather(ckpt, data)
+        n_good = len(ckpt.fingerprints("holdout")) + sum(s.label == 0 for s in extra)
+        th.require_samples(n_good, policy.target_frr,
+                           "held-out and reviewed good images" if extra else "held-out good images")
+    samples, fps = gather(ckpt, data, extra)
     with _opened(backend, home, product, device, threads) as be:
         scored = score(be, samples, fps, manifest.roi_box)
         described = be.describe()
@@ -195,7 +198,7 @@ def calibrate(product: str, home: str | Path | None = None, data: str | Path | N
         pixel_policy=pixel_kind, min_region_area=int(area), mask_size=tuple(int(v) for v in scored.maps.shape[1:]),
         n_good=int(good.size), n_defective=int(bad.size), good_scores=ScoreStats.of(good),
         defective_scores=ScoreStats.of(bad) if bad.size else None, expected_frr=frr, expected_escape=esc,
-        backend=_plain(described), versions=versions(), data=_data_info(ckpt, data, scored),
+        backend=_plain(described), versions=versions(), data=_data_info(ckpt, data, scored, extra),
     )
     path = calibration_path(home, product)
     record = signed(record)  # what is written: sealed by its content hash
@@ -218,10 +221,17 @@ def _parameters(policy: Policy) -> dict[str, Any]:
     return out
 
 
-def _data_info(ckpt: Checkpoint, data: str | Path | None, scored: Scored) -> dict[str, Any]:
+def _data_info(ckpt: Checkpoint, data: str | Path | None, scored: Scored,
+               reviewed: list | None = None) -> dict[str, Any]:
+    used = [s for s in reviewed or () if s.path in {t.path for t in scored.samples}]  # after de-duplication
     return {
         "holdout_root": ckpt.data.root,
         "extra": str(Path(data).resolve()) if data is not None else None,
+        # Reviews by operators (inspector station): how many of each verdict this calibration includes.
+        "reviewed": None if not reviewed else {
+            "dir": str(Path(reviewed[0].path).resolve().parents[1]),
+            "false_rejects": sum(s.label == 0 for s in used), "confirmed_defects": sum(s.label for s in used),
+        },
         "resized": scored.resized,
         "images": [{"name": s.path.name, "label": int(s.label), "sha256": fp}
                    for s, fp in zip(scored.samples, scored.fingerprints, strict=True)],

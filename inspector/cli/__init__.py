@@ -15,8 +15,8 @@ from inspector import __version__
 from inspector.errors import InspectorError
 
 # Verbs listed first in the help, in this order; any other verb module found is listed after them.
-ORDER = ("demo", "train", "evaluate", "export", "build", "bench", "calibrate", "run", "listen", "ctl", "keys",
-         "soak", "ablate", "visualize", "synth")
+ORDER = ("demo", "train", "evaluate", "export", "build", "bench", "calibrate", "run", "listen", "ctl", "station",
+         "review", "keys", "soak", "ablate", "visualize", "synth")
 
 
 def verb_modules() -> list[str]:

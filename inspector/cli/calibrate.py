@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "anomaly map's resolution) instead of fitting it")
     p.add_argument("--backend", default="auto", help="auto, torch, onnxruntime or tensorrt (default: auto)")
     p.add_argument("--no-report", action="store_true", help="do not draw NAME.report.png")
+    p.add_argument("--reviewed", action="store_true",
+                   help="add the rejects operators reviewed in `inspector station` (<home>/reviews/NAME): false "
+                   "rejects as good images, confirmed defects as defective images with their masks")
     p.add_argument("--check", action="store_true", help="check the saved calibration on --data instead of fitting")
     p.add_argument("--json", metavar="OUT", help="with --check: write the observed rates as JSON")
     p.add_argument("--set-threshold", type=float, metavar="X",
@@ -90,10 +93,14 @@ def run(args: argparse.Namespace) -> int:
     from inspector.calibrate.run import calibrate
 
     r = calibrate(args.product, home=args.home, data=args.data, policy=policy_from_args(args), backend=args.backend,
-                  device=args.device, threads=args.threads, write_report=not args.no_report)
+                  device=args.device, threads=args.threads, write_report=not args.no_report, reviewed=args.reviewed)
     rec = r.record
     print(f"calibrated {rec.product} ({rec.id}) on {rec.n_good} good and {rec.n_defective} defective images, "
           f"policy {rec.policy}, backend {rec.backend.get('backend', '?')}")
+    if rec.data.get("reviewed"):
+        rv = rec.data["reviewed"]
+        print(f"  reviewed         {rv['false_rejects']} false rejects (good), {rv['confirmed_defects']} confirmed "
+              f"defects, from {rv['dir']}")
     print(f"  image threshold  {rec.image_threshold:.6g}")
     print(f"  pixel threshold  {rec.pixel_threshold:.6g} ({rec.pixel_policy}); min region {rec.min_region_area} px")
     print(f"  expected FRR     {_fmt(rec.expected_frr)}")
@@ -110,6 +117,9 @@ def _run_edit(args: argparse.Namespace) -> int:
 
     if args.set_threshold is not None and args.sign:
         raise ConfigError("--set-threshold writes a signed record already; give one of --set-threshold, --sign")
+    if args.reviewed:
+        raise ConfigError("--reviewed adds images to a fitted calibration; it does not go with --set-threshold or "
+                          "--sign")
     if args.sign:
         rec, path = sign(args.product, home=args.home)
         print(f"signed {rec.id}: content_sha256 {rec.content_sha256}\nrecord: {path}")
@@ -128,6 +138,8 @@ def _run_check(args: argparse.Namespace) -> int:
     from inspector.calibrate.run import check
     from inspector.errors import ConfigError
 
+    if args.reviewed:
+        raise ConfigError("--reviewed adds images to a calibration; it does not go with --check")
     if not args.data:
         raise ConfigError("--check needs --data DIR with labelled images (good and/or defective)")
     r = check(args.product, args.data, home=args.home, backend=args.backend, device=args.device,

@@ -1,4 +1,5 @@
-"""inspector demo [--data DIR] [--home DIR] [--out DIR]: synthetic product -> train -> export -> calibrate -> line."""
+"""inspector demo [--data DIR] [--home DIR] [--out DIR] [--station]: synthetic product -> train -> export -> calibrate
+-> line (a finite run ending with its summary line; with --station the line and the operator station until Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Make the synthetic 'cable' product (or use --data), train it with the cpu-quick preset, "
         "export it to ONNX, calibrate it, then run `inspector run` on a generated video of good and defective "
         "parts while a listener prints every decision and saves overlays. The last line is "
-        "'demo: frames=N pass=N fail=N error=N agreement=0.NNN fps=N.N p50_ms=N.N p99_ms=N.N'.",
+        "'demo: frames=N pass=N fail=N error=N agreement=0.NNN fps=N.N p50_ms=N.N p99_ms=N.N'. With --station, "
+        "run that line in a loop with the operator station (a web page) until Ctrl-C instead.",
     )
     p.add_argument("--data", metavar="DIR", help="a real dataset (MVTec AD or folder layout) instead of the synthetic one")
     p.add_argument("--home", metavar="DIR",
@@ -22,10 +24,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--product", metavar="NAME", help="product name (default: cable, or the --data folder's name)")
     p.add_argument("--frames", type=int, default=120, help="parts in the line video (default 120)")
     p.add_argument("--epochs", type=int, help="train for fewer epochs than the preset (faster, less accurate)")
+    p.add_argument("--station", action="store_true",
+                   help="keep the line running (the video in a loop) with the operator station until Ctrl-C, and "
+                   "print its URL; reuses the product and video a previous `inspector demo` made")
+    p.add_argument("--bind", default="127.0.0.1:8080", metavar="HOST:PORT",
+                   help="with --station: where the page is served (default 127.0.0.1:8080)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.station:
+        from inspector.tools.demo_station import run_station_demo
+
+        return run_station_demo(home=args.home, out=args.out, data=args.data, product=args.product,
+                                frames=args.frames, epochs=args.epochs, bind=args.bind)
     from inspector.tools.demo import run_demo
 
     result = run_demo(home=args.home, out=args.out, data=args.data, product=args.product, frames=args.frames,

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone-weights", metavar="PATH", help="local pretrained weights file for the backbone")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (engines/NAME/checkpoints/*.pt)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--add-reviewed", action="store_true",
+                   help="also train on the false rejects operators reviewed in `inspector station` "
+                   "(<home>/reviews/NAME); calibration then refuses those images, as any training image")
     add_device(p)
     add_home(p)
     p.set_defaults(func=run)
@@ -44,12 +47,26 @@ def run(args: argparse.Namespace) -> int:
     tcfg = override(preset.train, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                     val_fraction=args.val_fraction, seed=args.seed, threads=args.threads)
     preset = dataclasses.replace(preset, train=_checked(tcfg))
+    extra = _reviewed_good(args) if args.add_reviewed else ()
     r = train(args.product, args.data, preset, home=args.home, device=args.device, resume=args.resume,
-              backbone_weights=args.backbone_weights, progress=not args.no_progress)
+              backbone_weights=args.backbone_weights, progress=not args.no_progress, extra_good=extra)
     print(f"trained {args.product}: {r.epochs} epochs on {r.n_train} images ({r.n_holdout} held out), "
           f"final loss {r.final_loss:.5f}, {r.train_seconds:.1f} s training + {r.cache_seconds:.1f} s feature cache")
     print(f"model: {r.model_path}")
     return 0
+
+
+def _reviewed_good(args: argparse.Namespace) -> tuple:
+    """The frames of the false rejects reviewed for this product (latest verdict per reject)."""
+    from inspector.errors import DataError
+    from inspector.reviews import ReviewStore
+
+    store = ReviewStore(args.home, args.product)
+    good = tuple(r.frame for r in store.latest() if r.verdict == "false_reject")
+    if not good:
+        raise DataError(f"--add-reviewed: no reviewed false rejects for product '{args.product}' in {store.dir}")
+    print(f"adding {len(good)} reviewed false rejects from {store.dir} to the good training images")
+    return good
 
 
 def _checked(tcfg):

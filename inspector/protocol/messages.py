@@ -2,9 +2,11 @@
 
 Wire format, one ZeroMQ multipart message per dataclass:
 
-- frame 1: topic ``inspector/<line>/<kind>`` with kind ``result``, ``heartbeat``, ``status`` or ``event``;
+- frame 1: topic ``inspector/<line>/<kind>`` with kind ``result``, ``heartbeat``, ``status``, ``event`` or
+  ``preview``;
 - frame 2: UTF-8 JSON header, always with ``schema``, ``type`` and ``line``;
-- frame 3 (results only, optional): the defect mask as a single-channel PNG, 0 = good, 255 = defect.
+- frame 3 (results only, optional): the defect mask as a single-channel PNG, 0 = good, 255 = defect;
+  (previews, always): the frame as a JPEG (live view) or a lossless PNG (a reject's frame).
 
 End of stream is explicit: an :class:`EndOfStream` on the ``status`` topic, so a subscriber knows the
 difference between "the daemon stopped" and "the network is quiet". Timestamps are Unix seconds (float).
@@ -24,6 +26,11 @@ from inspector.errors import ProtocolError
 SCHEMA = 1
 TOPIC_PREFIX = "inspector"
 KINDS = ("result", "heartbeat", "status", "event")
+# The preview topic is low-rate images for live views (the operator station). It is not in KINDS, so a
+# subscriber that does not ask for it (a PLC gateway, `inspector listen`) never receives the images.
+PREVIEW = "preview"
+ALL_KINDS = (*KINDS, PREVIEW)
+IMAGE_ENCODINGS = ("jpeg", "png")
 DECISIONS = ("PASS", "FAIL", "ERROR")
 REGION_KINDS = ("defect", "peak")
 
@@ -113,6 +120,9 @@ class Heartbeat:
     audit: str = "off"  # ok | failing | off: a late subscriber still learns that the audit trail is down
     audit_spooled: int = 0  # audit records waiting in memory for the disk to take writes again
     audit_lost: int = 0  # audit records lost since start (the spool overflowed while the disk failed)
+    # off (no calibration statistics or disabled) | warming (too few results yet) | ok | raised
+    drift: str = "off"
+    drift_stats: dict[str, Any] = field(default_factory=dict)  # the figures behind ``drift`` (docs/zeromq.md)
     type: str = field(default="heartbeat", init=False)
 
 
@@ -157,11 +167,42 @@ class EndOfStream:
     type: str = field(default="end_of_stream", init=False)
 
 
-Message = Result | Heartbeat | Status | Event | EndOfStream
+@dataclass(frozen=True)
+class Preview:
+    """An image of one inspected frame for live views; frame 3 holds it (``encoding`` jpeg or png).
+
+    ``reason`` 'live': the current frame at ``preview.rate_fps``, scaled to ``width`` x ``height`` (JPEG);
+    'reject': a FAIL/ERROR frame at its full size, lossless (PNG), so a review can store the very pixels
+    that were inspected. ``regions`` are those of the frame's result, in frame pixels (``frame_size``).
+    """
+
+    line: str
+    ts: float
+    frame_id: int | None
+    product: str
+    decision: str
+    normalized_score: float | None
+    regions: tuple[Region, ...]
+    frame_size: tuple[int, int]  # (width, height) of the inspected frame
+    width: int
+    height: int
+    encoding: str
+    reason: str = "live"  # live | reject
+    capture_ts: float = 0.0
+    type: str = field(default="preview", init=False)
+
+    def __post_init__(self) -> None:
+        if self.encoding not in IMAGE_ENCODINGS:
+            raise ProtocolError(f"preview encoding must be one of {IMAGE_ENCODINGS}, got {self.encoding!r}")
+        if self.decision not in DECISIONS:
+            raise ProtocolError(f"decision must be one of {DECISIONS}, got {self.decision!r}")
+
+
+Message = Result | Heartbeat | Status | Event | EndOfStream | Preview
 _TYPES: dict[str, type] = {"result": Result, "heartbeat": Heartbeat, "status": Status, "event": Event,
-                           "end_of_stream": EndOfStream}
+                           "end_of_stream": EndOfStream, "preview": Preview}
 _TOPIC_KIND = {"result": "result", "heartbeat": "heartbeat", "status": "status", "event": "event",
-               "end_of_stream": "status"}
+               "end_of_stream": "status", "preview": PREVIEW}
 
 
 def kind_of(msg: Message) -> str:
@@ -171,8 +212,8 @@ def kind_of(msg: Message) -> str:
 
 def topic(line: str, kind: str) -> bytes:
     """``inspector/<line>/<kind>`` as bytes (the SUB prefix filter)."""
-    if kind not in KINDS:
-        raise ProtocolError(f"topic kind must be one of {KINDS}, got {kind!r}")
+    if kind not in ALL_KINDS:
+        raise ProtocolError(f"topic kind must be one of {ALL_KINDS}, got {kind!r}")
     return f"{TOPIC_PREFIX}/{line}/{kind}".encode()
 
 
@@ -193,8 +234,12 @@ def to_header(msg: Message) -> dict[str, Any]:
 
 
 def encode(msg: Message, mask_png: bytes | None = None) -> list[bytes]:
-    """``[topic, json header]`` or, for a result with a mask, ``[topic, json header, png]``."""
-    if mask_png is not None and not (isinstance(msg, Result) and msg.mask is not None):
+    """``[topic, json header]`` or, for a result with a mask, ``[topic, json header, png]``; a preview always
+    has its image as ``mask_png`` (the third frame)."""
+    if isinstance(msg, Preview):
+        if not mask_png:
+            raise ProtocolError("a preview is sent with its image as the third frame")
+    elif mask_png is not None and not (isinstance(msg, Result) and msg.mask is not None):
         raise ProtocolError("a mask frame is only sent with a result whose 'mask' describes it")
     frames = [topic(msg.line, _TOPIC_KIND[msg.type]),
               json.dumps(to_header(msg), separators=(",", ":"), allow_nan=False).encode()]
@@ -220,6 +265,8 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
             v = _build(MaskInfo, dict(v, roi=tuple(v["roi"]) if v.get("roi") else None), f"{where}.mask")
         elif f.name == "frame_size" and v is not None:
             v = tuple(v)
+        elif f.name == "drift_stats" and not isinstance(v, dict):
+            raise ProtocolError(f"{where}: 'drift_stats' must be an object, got {v!r}")
         kwargs[f.name] = v
     return cls(**kwargs)
 
@@ -248,6 +295,9 @@ def decode(frames: list[bytes]) -> tuple[Message, bytes | None]:
     except (TypeError, KeyError) as e:
         raise ProtocolError(f"malformed {kind} header: {e}") from e
     mask = frames[2] if len(frames) == 3 else None
-    if mask is not None and (kind != "result" or msg.mask is None):
+    if kind == "preview":
+        if not mask:
+            raise ProtocolError("a preview needs its image as the third frame")
+    elif mask is not None and (kind != "result" or msg.mask is None):
         raise ProtocolError("a third frame is only allowed on a result whose header has 'mask'")
     return msg, mask

@@ -175,6 +175,51 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class PreviewConfig:
+    """The ``inspector/<line>/preview`` topic: low-rate images for live views (the operator station).
+
+    Encoding runs on its own thread from a one-frame mailbox, so a preview never delays a result."""
+
+    # Live JPEGs per second (0 = none). The newest inspected frame is sent; frames in between are skipped.
+    rate_fps: float = field(default=5.0, metadata={"min": 0.0, "max": 60.0})
+    # Width of live JPEGs in pixels (0 = the frame's); a frame is never scaled up.
+    width: int = field(default=640, metadata={"min": 0, "max": 16384})
+    jpeg_quality: int = field(default=80, metadata={"min": 10, "max": 100})
+    # Also send every FAIL/ERROR frame at full size, lossless (PNG), for the station's gallery and reviews.
+    rejects: bool = True
+    # Reject frames waiting to be encoded; past this the oldest is skipped (and counted), never inspection.
+    reject_queue: int = field(default=8, metadata={"min": 1, "max": 1000})
+    # Share of one CPU core the lossless reject frames may take (PNG is dear: ~90 ms for 1080p); past it a
+    # reject is sent as a JPEG at `width` (shown, not reviewable). 0 = never lossless.
+    reject_cpu: float = field(default=0.02, metadata={"min": 0.0, "max": 1.0})
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """Does the line still look like what calibration promised? (inspector/stream/drift.py)
+
+    Compared with the calibration record: the reject rate over the last ``window`` results against the
+    expected FRR's upper bound plus ``defect_rate``, and the median score of the last ``score_window``
+    passing parts against the calibration's good-score median, in units of its standard deviation."""
+
+    enabled: bool = True
+    window: int = field(default=200, metadata={"min": 20, "max": 100000})
+    score_window: int = field(default=200, metadata={"min": 10, "max": 100000})
+    # Results needed in the window before the reject rate is judged; passing parts before scores are.
+    min_results: int = field(default=100, metadata={"min": 10, "max": 100000})
+    min_passing: int = field(default=50, metadata={"min": 5, "max": 100000})
+    # Share of truly defective parts expected on this line: rejects up to expected FRR + this are normal.
+    defect_rate: float = field(default=0.02, metadata={"min": 0.0, "max": 1.0})
+    # |median passing score - calibration good median| / calibration good std that counts as drift (widened
+    # by two standard errors of the calibration's median).
+    score_shift: float = field(default=1.0, metadata={"min": 0.05, "max": 100.0})
+    # Standard errors the reject rate must be above its limit (one-sided Wilson bound).
+    z: float = field(default=3.0, metadata={"min": 1.0, "max": 10.0})
+    # A raised drift stays raised at least this long (s), so the alarm does not flicker.
+    hold_s: float = field(default=10.0, metadata={"min": 0.0, "max": 86400.0})
+
+
+@dataclass(frozen=True)
 class LogConfig:
     format: str = field(default="json", metadata={"choices": ("json", "text")})
     level: str = field(default="info", metadata={"choices": ("debug", "info", "warning", "error")})
@@ -201,6 +246,8 @@ class DaemonConfig:
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    preview: PreviewConfig = field(default_factory=PreviewConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     def validate(self, source: str) -> None:
         if not is_name(self.line):

@@ -7,6 +7,9 @@ counts what it published (the end-of-stream and heartbeat figures).
 Two inboxes: results, which carry their frames, are bounded, so a slow output thread backs up into the
 capture queue and its drop policy instead of memory; events and status go through an unbounded side
 queue, because the output thread itself raises audit alarms and must never block on its own full queue.
+
+After each result it feeds the drift monitor (drift.py; drift events go out like any other event) and
+offers the frame to the previewer (preview.py), whose encoded images come back through the side queue.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inspector.protocol.messages import EndOfStream, Heartbeat, MaskInfo, Message, Result, to_header
+from inspector.protocol.messages import EndOfStream, Heartbeat, MaskInfo, Message, Preview, Result, to_header
 from inspector.stream.audit import AuditLog
 from inspector.stream.config import DaemonConfig
 from inspector.stream.decide import encode_png, mask_image
+from inspector.stream.drift import DriftTracker
 from inspector.stream.frames import Frame
+from inspector.stream.preview import Previewer
 from inspector.stream.product import Product
 from inspector.stream.prometheus import Metrics
 from inspector.stream.publisher import Publisher
@@ -37,12 +42,14 @@ HeartbeatFn = Callable[[int, float], Heartbeat]
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message for the output thread; results carry their frame and bool mask ``(h, w)`` for mask and audit."""
+    """A message for the output thread; results carry their frame and bool mask ``(h, w)`` for mask and audit,
+    previews their encoded image (``payload``)."""
 
     msg: Message
     frame: Frame | None = None
     mask: np.ndarray | None = None
     product: Product | None = None
+    payload: bytes | None = None
 
 
 class Output:
@@ -61,6 +68,8 @@ class Output:
         self.tick = clock()
         self._fps_window = (clock(), 0)
         self._frames_counted = 0
+        self.drift = DriftTracker(cfg.drift, cfg.line, wall)
+        self.preview = Previewer(cfg.preview, lambda m, data: self.put_side(Outgoing(m, payload=data)), clock, wall)
 
     def put(self, item: Outgoing) -> None:
         """A result (blocks while the inbox is full) or the end of stream."""
@@ -74,6 +83,13 @@ class Output:
         self.inbox.put(_STOP)
 
     def run(self) -> None:
+        self.preview.start()
+        try:
+            self._run()
+        finally:
+            self.preview.close()
+
+    def _run(self) -> None:
         interval = self.cfg.zmq.heartbeat_ms / 1000
         next_hb = self.clock()
         seq = 0
@@ -117,12 +133,15 @@ class Output:
                 self.audit.flush()  # what the spool holds is written (or counted lost) before the counts are final
             msg = dataclasses.replace(msg, results=self.results,
                                       audit_lost=self.audit.lost if self.audit is not None else 0)
+        if isinstance(msg, Preview):  # images for live views: not part of the audit trail
+            self.publisher.send(msg, item.payload)
+            return
         if not isinstance(msg, Result):
             self.publisher.send(msg)
             if self.audit is not None:
                 self.audit.record(to_header(msg))
             return
-        f = item.frame
+        p, f = item.product, item.frame
         try:
             png, info, frame_mask = self._mask(item, msg)
         except Exception:  # noqa: BLE001 - a mask that cannot be drawn must not cost the decision
@@ -139,6 +158,10 @@ class Output:
         self.metrics.result(msg.decision, latency_s)
         if self.audit is not None:
             self.audit.record(to_header(msg), f.image if f is not None else None, frame_mask)
+        if p is not None:
+            for event in self.drift.observe(msg, p.calibration, now):
+                self._deliver(Outgoing(event))
+            self.preview.offer(msg, f, now)
 
     def _mask(self, item: Outgoing, msg: Result) -> tuple[bytes | None, MaskInfo | None, np.ndarray | None]:
         """(PNG for frame 3, its MaskInfo, the frame-sized mask for the audit), per the masks policy."""
@@ -162,9 +185,14 @@ class Output:
         fps = (self.results - n0) / (now - t0) if now > t0 else 0.0
         self._fps_window = (now, self.results)
         hb = self.heartbeat(seq, fps)
+        # Metrics first: a subscriber that has seen a heartbeat finds /metrics showing at least its figures.
+        self._safe(self._heartbeat_metrics, hb)
         self.publisher.send(hb)
+
+    def _heartbeat_metrics(self, hb: Heartbeat) -> None:
         self.metrics.captured(hb.frames - self._frames_counted)
         self._frames_counted = hb.frames
         a = self.audit
         self.metrics.gauges(hb.queue_depth, hb.dropped, hb.camera, a.errors if a is not None else 0,
                             a.lost if a is not None else 0, a.spooled if a is not None else 0)
+        self.metrics.drift(hb.drift, hb.drift_stats)

@@ -140,6 +140,8 @@ class Pipeline:
                     out.append(f"{name} thread is dead")
             elif tick is not None and now - tick() > max_silence_s:
                 out.append(f"{name} thread silent for {now - tick():.1f} s")
+        if self.output.preview.dead:  # started by the output thread; off the inspection path, but the daemon's
+            out.append("preview thread is dead")
         return out
 
     def healthy(self, max_silence_s: float) -> bool:
@@ -350,4 +352,5 @@ class Pipeline:
                          self.capture.state, self.capture.paused, self.cfg.pipeline.mode,
                          "off" if self.audit is None else ("failing" if self.audit.failing else "ok"),
                          self.audit.spooled if self.audit is not None else 0,
-                         self.audit.lost if self.audit is not None else 0)
+                         self.audit.lost if self.audit is not None else 0,
+                         drift=self.output.drift.state, drift_stats=self.output.drift.stats())

@@ -49,6 +49,12 @@ class Metrics:
         self.audit_spooled = pc.Gauge("inspector_audit_spooled_records", "audit records waiting for the disk",
                                       registry=r)
         self.info = pc.Info("inspector", "line, product, backend, calibration", registry=r)
+        self.drift_raised = pc.Gauge("inspector_drift", "1 while drift is raised (docs/zeromq.md), else 0",
+                                     registry=r)
+        self.drift_reject_rate = pc.Gauge("inspector_drift_reject_rate", "reject rate over the drift window",
+                                          registry=r)
+        self.drift_score_shift = pc.Gauge("inspector_drift_score_shift", "median passing score minus the "
+                                          "calibration's good median, in calibration good-score std", registry=r)
         try:
             self.server = pc.start_http_server(port, addr=host, registry=r)
         except OSError as e:
@@ -73,6 +79,14 @@ class Metrics:
             self.audit_errors.set(audit_errors)
             self.audit_lost.set(audit_lost)
             self.audit_spooled.set(audit_spooled)
+
+    def drift(self, state: str, stats: dict[str, Any]) -> None:
+        """The heartbeat's drift state and figures (NaN while a statistic is not judged yet)."""
+        if self.enabled:
+            self.drift_raised.set(1 if state == "raised" else 0)
+            for gauge, key in ((self.drift_reject_rate, "reject_rate"), (self.drift_score_shift, "score_shift")):
+                v = stats.get(key)
+                gauge.set(float("nan") if v is None else v)
 
     def camera_lost(self) -> None:
         if self.enabled:

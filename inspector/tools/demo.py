@@ -150,10 +150,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def daemon_config(path: Path, home: Path, product: str, video: Path, audit: Path, pub: str, ctl: str) -> Path:
-    """The daemon YAML the demo runs: every frame inspected (block), paused until the listener is ready."""
+def daemon_config(path: Path, home: Path, product: str, video: Path, audit: Path, pub: str, ctl: str,
+                  backend: str = "auto", **sections: dict) -> Path:
+    """The daemon YAML the demo runs: every frame inspected (block), paused until the listener is ready.
+    ``sections`` update the config's sections (``inspector demo --station`` loops the video)."""
     cfg = {
-        "line": "demo", "home": str(home), "product": product, "backend": "auto", "device": "auto",
+        "line": "demo", "home": str(home), "product": product, "backend": backend, "device": "auto",
         "source": {"kind": "file", "uri": str(video), "at_end": "stop", "rate_fps": FPS},
         "pipeline": {"mode": "continuous", "queue_size": 4, "drop_policy": "block", "batch_timeout_ms": 2,
                      "start_paused": True},
@@ -162,7 +164,11 @@ def daemon_config(path: Path, home: Path, product: str, video: Path, audit: Path
         "audit": {"dir": str(audit), "fsync": "interval"},
         "metrics": {"port": 0},
         "log": {"format": "text", "level": "warning"},
+        # The demo line's parts are DEFECT_SHARE defective: drift judges the reject rate knowing that.
+        "drift": {"defect_rate": DEFECT_SHARE},
     }
+    for key, values in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **values}
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
@@ -178,10 +184,46 @@ class _Step:
         self.say(f"\n== {self.n}. {text}  (t={time.perf_counter() - self.t0:.0f} s)")
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A demo product made and calibrated, and its line video with ground truth."""
+
+    home: Path
+    out: Path
+    product: str
+    video: Path
+    truth: list[dict]
+
+
 def run_demo(home: str | Path | None = None, out: str | Path = "demo_out", data: str | Path | None = None,
              product: str | None = None, frames: int = VIDEO_FRAMES, epochs: int | None = None,
              say: Callable[[str], None] = print) -> DemoResult:
     """Run every step; returns the summary (its ``line()`` is printed last)."""
+    step = _Step(say)
+    prep = prepare(home, out, data, product, frames, epochs, say, step)
+    home, out, product = prep.home, prep.out, prep.product
+    step("start `inspector run` on the video and listen like a PLC")
+    summary = _run_line(home, product, prep.video, out, say)
+
+    results = summary["decisions"]
+    s = summary["summary"]
+    res = DemoResult(s.frames, dict(s.counts), agreement(results, prep.truth), s.fps(), s.percentile_ms(50),
+                     s.percentile_ms(99))
+    say("\ndecisions against the ground truth:")
+    for row in breakdown(results, prep.truth):
+        say(row)
+    home_flag = "" if home == Path.cwd() else f" --home {home}"
+    say(f"\noverlays of FAIL/ERROR frames: {out / 'overlays'}; audit trail: {out / 'audit'}; "
+        f"results: {out / 'results.jsonl'}")
+    say(f"next: `inspector demo --station{home_flag}` keeps this line running with the operator station "
+        f"(a web page at http://127.0.0.1:8080/, until Ctrl-C); `inspector calibrate --product {product}{home_flag}` "
+        "re-fits the thresholds; `inspector run --config deploy/inspector.example.yaml` runs a real line")
+    return res
+
+
+def prepare(home: str | Path | None, out: str | Path, data: str | Path | None, product: str | None, frames: int,
+            epochs: int | None, say: Callable[[str], None], step: _Step | None = None) -> Prepared:
+    """Steps 1 to 5: the product (synthetic or ``data``), trained, exported, calibrated, and the line video."""
     import torch
 
     from inspector.bundle import home_dir
@@ -191,7 +233,7 @@ def run_demo(home: str | Path | None = None, out: str | Path = "demo_out", data:
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     product = product or ("cable" if data is None else Path(data).resolve().name)
-    step = _Step(say)
+    step = step or _Step(say)
     data, preset = _dataset(data, product, out, epochs, step, say)
     frame_hw = _make_product(product, data, preset, home, step, say)
 
@@ -202,22 +244,7 @@ def run_demo(home: str | Path | None = None, out: str | Path = "demo_out", data:
     else:
         truth = write_dataset_video(video, data, frame_hw, limit=frames)
     say(f"{video}: {len(truth)} frames, {sum(t['label'] for t in truth)} defective")
-
-    step("start `inspector run` on the video and listen like a PLC")
-    summary = _run_line(home, product, video, out, say)
-
-    results = summary["decisions"]
-    s = summary["summary"]
-    res = DemoResult(s.frames, dict(s.counts), agreement(results, truth), s.fps(), s.percentile_ms(50),
-                     s.percentile_ms(99))
-    say("\ndecisions against the ground truth:")
-    for row in breakdown(results, truth):
-        say(row)
-    say(f"\noverlays of FAIL/ERROR frames: {out / 'overlays'}; audit trail: {out / 'audit'}; "
-        f"results: {out / 'results.jsonl'}")
-    say(f"next: `inspector calibrate --product {product}{'' if home == Path.cwd() else f' --home {home}'}` re-fits "
-        "the thresholds; `inspector run --config deploy/inspector.example.yaml` runs a real line")
-    return res
+    return Prepared(home, out, product, video, truth)
 
 
 def _dataset(data: str | Path | None, product: str, out: Path, epochs: int | None, step: _Step,

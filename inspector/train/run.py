@@ -87,8 +87,14 @@ def train(
     resume: str | Path | None = None,
     backbone_weights: str | None = None,
     progress: bool = True,
+    extra_good: tuple[Path, ...] = (),
 ) -> TrainResult:
-    """Train ``product`` on the good images of ``data`` and write ``<home>/engines/<product>/model.pt``."""
+    """Train ``product`` on the good images of ``data`` and write ``<home>/engines/<product>/model.pt``.
+
+    ``extra_good``: more good images to train on, all of them (none held out), e.g. the false rejects
+    operators reviewed (``--add-reviewed``). Their fingerprints join the training set's, so calibration
+    refuses them later like any training image.
+    """
     tcfg, mcfg = preset.train, preset.model
     set_threads(tcfg.threads)
     seed_everything(tcfg.seed)
@@ -96,6 +102,9 @@ def train(
     ds: Dataset = load_dataset(data)
     log.info("%s", ds.summary())
     train_samples, held = split_holdout(ds.train, tcfg.val_fraction, tcfg.seed)
+    if extra_good:
+        train_samples += [Sample(Path(p), 0, "good") for p in extra_good]
+        log.info("adding %d reviewed good images to the training set", len(extra_good))
     log.info("training on %d good images, holding out %d for calibration", len(train_samples), len(held))
     preset = _concrete_input_size(preset, train_samples)
     mcfg = preset.model

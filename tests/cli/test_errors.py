@@ -20,6 +20,8 @@ BAD = {
     "run": (["--config", "{none}"], "cannot read config file"),
     "listen": (["--connect", "not-an-endpoint", "--count", "1"], "cannot connect to 'not-an-endpoint'"),
     "ctl": (["--connect", "not-an-endpoint", "status"], "cannot connect to 'not-an-endpoint'"),
+    "station": (["--connect", "not-an-endpoint"], "must look like 'tcp://"),
+    "review": (["--product", "../x", "--home", "{tmp}"], "invalid product name"),
     "keys": (["--out", "/proc/inspector-cannot-write-here"], "No such file or directory"),
     "soak": (["--config", "{none}", "--minutes", "1"], "does not exist"),
     "ablate": (["--data", "{none}", "--out", "{tmp}/ablation"], "does not exist"),

@@ -108,3 +108,43 @@ def test_bad_decision_and_topic_kind():
         _result(decision="MAYBE")
     with pytest.raises(ProtocolError):
         m.topic("l1", "results")
+
+
+def _preview(**kw) -> m.Preview:
+    base = dict(line="l1", ts=3.0, frame_id=9, product="cable", decision="FAIL", normalized_score=1.4,
+                regions=(m.Region((1, 2, 3, 4), 12, 0.9),), frame_size=(64, 48), width=32, height=24,
+                encoding="jpeg", reason="live", capture_ts=2.9)
+    base.update(kw)
+    return m.Preview(**base)
+
+
+def test_preview_round_trip_on_its_own_topic_with_its_image():
+    msg = _preview()
+    frames = m.encode(msg, b"\xff\xd8jpeg")
+    assert frames[0] == b"inspector/l1/preview" and len(frames) == 3
+    back, image = m.decode(frames)
+    assert back == msg and image == b"\xff\xd8jpeg" and m.kind_of(back) == "preview"
+    # The preview topic is not one of the default kinds: a PLC's subscription never carries images.
+    assert "preview" not in m.KINDS and "preview" in m.ALL_KINDS
+
+
+def test_preview_without_image_or_with_a_bad_encoding_is_refused():
+    with pytest.raises(ProtocolError, match="third frame"):
+        m.encode(_preview())
+    frames = m.encode(_preview(), b"x")
+    with pytest.raises(ProtocolError, match="third frame"):
+        m.decode(frames[:2])
+    with pytest.raises(ProtocolError, match="encoding"):
+        _preview(encoding="gif")
+
+
+def test_heartbeat_drift_fields_round_trip_and_default_for_old_publishers():
+    hb = m.Heartbeat("l1", 2.0, 3, 10.0, 12.5, 100, 99, 1, 0, 2, 8, "torch", "cable", "c-1", "up", False,
+                     "continuous", "ok", 4, 1, drift="raised", drift_stats={"reject_rate": 0.5, "score_shift": 1.2})
+    back, _ = m.decode(m.encode(hb))
+    assert back == hb and back.drift == "raised" and back.drift_stats["score_shift"] == 1.2
+    assert (back.audit_spooled, back.audit_lost) == (4, 1)  # beside the audit figures, each in its own field
+    header = json.loads(m.encode(hb)[1])
+    del header["drift"], header["drift_stats"]  # a daemon from before drift existed
+    old, _ = m.decode([b"inspector/l1/heartbeat", json.dumps(header).encode()])
+    assert old.drift == "off" and old.drift_stats == {}

@@ -11,9 +11,11 @@ import pytest
 
 from inspector.calibrate import run as calibrate_run
 from inspector.calibrate.record import calibration_path, load_calibration, save_calibration
+from inspector.manifest import FileRef
 from inspector.stream.product import BundleLoader, Product
 from inspector.tools.demo import write_synthetic_video
 from tests.calibrate.test_record import SHA, make_record
+from tests.manifest_support import make_manifest
 
 from .fakes import FakeLoader
 from .harness import Line, config
@@ -69,7 +71,7 @@ class RecordLoader(FakeLoader):
 
     def load(self, name: str) -> Product:
         p = super().load(name)
-        manifest = {"checkpoint": {"sha256": SHA}}
+        manifest = make_manifest(name, checkpoint=FileRef("model.pt", SHA))  # a typed Manifest, as on disk
         return dataclasses.replace(p, calibration=self.real._calibration(name, manifest), manifest=manifest)
 
     def reload_calibration(self, product: Product) -> Product:

@@ -1,0 +1,215 @@
+"""Does the operator station cost the line anything? Daemon throughput with and without a station and a browser.
+
+    python -m tests.station.overhead --home H --product cable --video demo_out/line.avi --frames 600 --rounds 3
+
+Each round runs the real daemon (in this process, as tests/stream/overhead.py does) on an in-memory source of the
+first 32 frames of ``--video`` (the demo's line: good and defective parts), every frame inspected (block policy),
+as fast as it goes, a subscriber counting results; throughput = results / (last publish - first capture).
+Arms, interleaved in every round so a neighbour's load hits them alike:
+
+- ``alone``: the daemon with its default preview topic (5 live JPEGs per second and every reject as PNG);
+- ``station``: the same, with ``inspector station`` (a separate process; it runs at nice 10 by default)
+  subscribed and a headless Chromium showing its page (WebSocket connected, gallery loading reject pictures);
+- ``station-only``: the station subscribed, no browser (a browser on another PC);
+- ``no-preview``: the daemon with the preview topic off (``preview.rate_fps: 0``, ``rejects: false``).
+
+Then one paced run at the video's 15 frames per second with the station and the browser, for the station's CPU
+at 5 preview frames per second on a line that keeps up. CPU is user + system seconds from /proc (the browser:
+all of chromedriver's descendants). Not a pytest test: it needs an exported, calibrated product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from inspector.client.subscriber import ControlClient, Subscriber
+from inspector.config import load_dataclass
+from inspector.protocol.messages import EndOfStream, Heartbeat, Result
+from inspector.stream.config import DaemonConfig
+from inspector.stream.daemon import Daemon
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int, tree: bool = False) -> float:
+    """User + system CPU seconds of ``pid`` (and with ``tree`` its living descendants) from /proc."""
+    pids, total = [pid], 0.0
+    if tree:
+        children: dict[int, list[int]] = {}
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError):
+                    continue
+                children.setdefault(ppid, []).append(int(d.name))
+        i = 0
+        while i < len(pids):
+            pids += children.get(pids[i], [])
+            i += 1
+    for p in pids:
+        try:
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(f[11]) + int(f[12])) / TICK
+    return total
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def frames_folder(video: Path, out: Path, n: int = 32) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    cap = cv2.VideoCapture(str(video))
+    for i in range(n):
+        ok, img = cap.read()
+        if not ok:
+            break
+        cv2.imwrite(str(out / f"{i:03d}.png"), img)
+    return out
+
+
+class Attached:
+    """``inspector station`` as a separate process and a headless Chromium on its page."""
+
+    def __init__(self, pub: str, ctl: str, home: Path, browser: bool = True) -> None:
+        from tests.station.support import chromium_driver
+
+        port = _port()
+        env = {**os.environ, "INSPECTOR_STATION_TOKEN": "bench-token-0123456789"}
+        self.proc = subprocess.Popen([sys.executable, "-c", "import sys; from inspector.cli import main; "
+                                      "sys.exit(main())", "station", "--connect", pub, "--control", ctl, "--bind",
+                                      f"127.0.0.1:{port}", "--home", str(home)], stdout=subprocess.PIPE, env=env,
+                                     text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("station: http"):
+            raise RuntimeError(f"the station did not start: {line!r}")
+        self.driver = chromium_driver() if browser else None
+        if self.driver is None:
+            return
+        self.driver.get(f"http://127.0.0.1:{port}/")
+        deadline = time.monotonic() + 30
+        while self.driver.find_element("id", "conn").get_attribute("data-state") != "live":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the page's WebSocket did not connect")
+            time.sleep(0.1)
+
+    def cpu(self) -> tuple[float, float]:
+        return cpu_s(self.proc.pid), cpu_s(self.driver.service.process.pid, tree=True) if self.driver else 0.0
+
+    def close(self) -> None:
+        from tests.station.support import quit_driver
+
+        if self.driver is not None:
+            quit_driver(self.driver)
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+def run(args: argparse.Namespace, images: Path, tmp: Path, arm: str, pace: float = 0.0) -> dict:
+    live, rejects = {"no-preview": (False, False), "live-only": (True, False), "rejects-only": (False, True)}.get(
+        arm, (True, True))
+    cfg = load_dataclass(DaemonConfig, {
+        "line": "bench", "home": args.home, "product": args.product, "backend": args.backend, "device": "cpu",
+        "threads": args.threads,
+        "source": {"kind": "memory", "uri": str(images), "width": args.size, "height": args.size,
+                   "frames": args.frames if not pace else int(pace * args.paced_s), "rate_fps": pace},
+        "pipeline": {"queue_size": 4, "drop_policy": "block", "max_batch": 1, "batch_timeout_ms": 2,
+                     "start_paused": True},
+        "zmq": {"publish": ["tcp://127.0.0.1:0"], "control": "tcp://127.0.0.1:0", "heartbeat_ms": 500},
+        "preview": {"rate_fps": 5.0 if live else 0.0, "rejects": rejects},
+        "audit": {"dir": str(tmp / "audit")}, "log": {"format": "text", "level": "warning"},
+    }, "station overhead")
+    d = Daemon(cfg)
+    t = threading.Thread(target=d.run, kwargs={"install_signals": False}, daemon=True)
+    t.start()
+    if not d.wait_ready(300):
+        raise RuntimeError("daemon did not start")
+    pub, ctl = d.endpoints["publish"][0], d.endpoints["control"]
+    attached = Attached(pub, ctl, tmp, browser=arm != "station-only") if arm.startswith("station") else None
+    sub = Subscriber(pub, line="bench")
+    while not isinstance((m := sub.recv(1000)) and m[0], Heartbeat):
+        pass
+    cpu0, wall0 = (attached.cpu() if attached else (0.0, 0.0)), time.monotonic()
+    self0 = cpu_s(os.getpid())
+    ControlClient(ctl).request("resume")
+    results = []
+    while True:
+        m = sub.recv(60000)
+        if m is None:
+            raise RuntimeError("no message for 60 s")
+        if isinstance(m[0], Result):
+            results.append(m[0])
+        elif isinstance(m[0], EndOfStream):
+            break
+    wall = time.monotonic() - wall0
+    cpu1 = attached.cpu() if attached else (0.0, 0.0)
+    daemon_cpu = cpu_s(os.getpid()) - self0
+    t.join(60)
+    sub.close()
+    if attached:
+        attached.close()
+    span = max(r.publish_ts for r in results) - min(r.capture_ts for r in results)
+    out = {"arm": arm, "frames": len(results), "fps": len(results) / span, "wall_s": wall,
+           "fails": sum(r.decision != "PASS" for r in results), "daemon_cpu_pct": 100 * daemon_cpu / wall}
+    if attached:
+        out.update(station_cpu_pct=100 * (cpu1[0] - cpu0[0]) / wall, browser_cpu_pct=100 * (cpu1[1] - cpu0[1]) / wall)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--home", required=True)
+    ap.add_argument("--product", default="cable")
+    ap.add_argument("--video", required=True)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--backend", default="onnxruntime")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--frames", type=int, default=600)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--paced-s", type=float, default=30.0)
+    ap.add_argument("--arms", default="alone,station,station-only,no-preview",
+                    help="comma-separated: alone, station, station-only, no-preview, live-only, rejects-only")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="station-overhead-"))
+    images = frames_folder(Path(args.video), tmp / "frames")
+    rows = []
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    run(args, images, tmp / "warm-up", "alone")  # first-run costs (imports, allocators) are not an arm's
+    for k in range(args.rounds):
+        arms = args.arms.split(",")
+        for arm in arms if k % 2 == 0 else arms[::-1]:
+            r = run(args, images, tmp / f"{arm}{k}", arm)
+            rows.append(r)
+            print(json.dumps({"round": k, **{key: round(v, 2) if isinstance(v, float) else v
+                                             for key, v in r.items()}}), flush=True)
+    if args.paced_s:
+        paced = run(args, images, tmp / "paced", "station", pace=15.0)
+        print(json.dumps({"paced_15fps": {k: round(v, 2) if isinstance(v, float) else v for k, v in paced.items()}}))
+    fps = {a: [r["fps"] for r in rows if r["arm"] == a] for a in args.arms.split(",")}
+    med = {a: float(np.median(v)) for a, v in fps.items()}
+    base = fps.get("alone") or next(iter(fps.values()))
+    per_round = {arm: [round(s / a, 3) for a, s in zip(base, v, strict=True)] for arm, v in fps.items()}
+    print(json.dumps({"median_fps": med, "per round / alone": per_round,
+                      "medians / alone": {a: round(m / med.get("alone", m), 3) for a, m in med.items()},
+                      "load average at end": os.getloadavg()}))
+
+
+if __name__ == "__main__":
+    main()
