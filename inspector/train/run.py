@@ -102,12 +102,12 @@ def train(
     ds: Dataset = load_dataset(data)
     log.info("%s", ds.summary())
     train_samples, held = split_holdout(ds.train, tcfg.val_fraction, tcfg.seed)
+    preset = _concrete_input_size(preset, train_samples)  # from the dataset's images, not the reviewed extras
+    mcfg = preset.model
     if extra_good:
         train_samples += [Sample(Path(p), 0, "good") for p in extra_good]
         log.info("adding %d reviewed good images to the training set", len(extra_good))
     log.info("training on %d good images, holding out %d for calibration", len(train_samples), len(held))
-    preset = _concrete_input_size(preset, train_samples)
-    mcfg = preset.model
 
     model, source = create_adtr(mcfg, backbone_weights)
     mean, std = mean_std(preset)
