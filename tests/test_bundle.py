@@ -107,8 +107,19 @@ def test_a_non_square_tiled_model_config_round_trips(v1_home, tmp_path):
     again = load_checkpoint(tmp_path / "strip.pt")
     assert again.preset.model == model and again.preset.model.size_hw == (32, 80)
     # The v1 model uses none of the fields added since: they are not stored (read back as their defaults).
-    assert not {"stage_resize", "tile_size", "tile_overlap"} & set(_payload(v1_home)["preset"]["model"])
+    assert not {"stage_resize", "tile_size", "tile_overlap", "map_strides"} & set(_payload(v1_home)["preset"]["model"])
     assert ckpt.preset.model.tile_hw is None and ckpt.preset.model.stage_resize == "bilinear"
+
+
+def test_map_strides_round_trip(v1_home, tmp_path):
+    ckpt = load_checkpoint(v1_home / "engines" / "tiny" / "model.pt")
+    used = ckpt.preset.model.used_strides
+    model = dataclasses.replace(ckpt.preset.model, target="features", map_strides=tuple(used[:-1]))
+    model.validate("test")
+    split = dataclasses.replace(ckpt, preset=dataclasses.replace(ckpt.preset, model=model))
+    save_checkpoint(tmp_path / "split.pt", split)
+    assert torch.load(tmp_path / "split.pt", weights_only=True)["preset"]["model"]["map_strides"] == list(model.map_strides)
+    assert load_checkpoint(tmp_path / "split.pt").preset.model == model
 
 
 def test_a_checkpoint_never_stores_auto_input_size(v1_home, tmp_path):

@@ -16,6 +16,9 @@ def test_shipped_presets_load():
     assert d.model.hidden_dim == 256
     q = load_preset("cpu-quick")
     assert q.train.lr == 1e-3
+    # Chosen on bottle and ksdd together (docs/benchmarks.md): the part's aspect at 224² pixels, a 32 px pool.
+    assert q.model.input_size == d.model.input_size == "auto" and q.model.pool_size == 32
+    assert q.model.feature_strides == (2, 4, 8, 16, 32) and q.model.map_strides == (2, 4, 8, 16)
 
 
 def test_yaml_file_preset(tmp_path):

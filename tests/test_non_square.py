@@ -105,4 +105,4 @@ def test_auto_input_size_comes_from_the_training_images(strip_root, tmp_path):
     preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, epochs=1))
     r = train("strip", strip_root, preset, home=tmp_path, device="cpu", progress=False)
     cfg = load_checkpoint(r.model_path).preset.model
-    assert cfg.input_size == (224, 448)  # the 1:2 strip at a 224 px shorter side
+    assert cfg.input_size == (160, 320)  # the 1:2 strip at 224² pixels, aspect kept

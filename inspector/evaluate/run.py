@@ -55,7 +55,7 @@ def predict(model: ADTR, preprocess: Preprocess, samples: list[Sample] | tuple[S
     served graph's own modules; consecutive images of one size share a batch. Timing covers all of it."""
     model = model.to(device).eval()
     stitch = Stitch(preprocess.roi, preprocess.tile, preprocess.overlap, None) if preprocess.tile else None
-    graph = InspectionModel(preprocess, model, AnomalyScorer.for_config(model.cfg), stitch).to(device).eval()
+    graph = InspectionModel(preprocess, model, AnomalyScorer.for_model(model), stitch).to(device).eval()
     scores, maps, sizes = [], [], []
     t0 = time.perf_counter()
     for s in batches(len(samples), batch):

@@ -84,6 +84,10 @@ class ModelConfig:
     # average-pool window of the image score (default: one token's footprint, 16 px).
     smoothing_sigma: float = field(default=0.0, metadata={"min": 0.0, "max": 64.0})
     pool_size: int = field(default=16, metadata={"min": 1, "max": 512})
+    # The stages whose reconstruction error makes the defect map (null: every stage). The image score always
+    # uses every stage: a coarse stage (stride 32) sees large, low-contrast defects that the fine ones miss,
+    # but blurs the map; so the fine stages draw where. Must be the finest of the used stages.
+    map_strides: tuple[int, ...] | None = field(default=None, metadata={"choices_each": (2, 4, 8, 16, 32), **_ADDED})
 
     def validate(self, source: str = "<config>") -> None:
         size = self.input_size
@@ -107,8 +111,18 @@ class ModelConfig:
         if self.tile_hw is not None and self.tile_overlap >= min(self.tile_hw):
             raise ConfigError(f"{source}: key 'model.tile_overlap' = {self.tile_overlap} must be below the tile's "
                               f"shorter side ({min(self.tile_hw)})")
+        self._validate_map_strides(source)
         if size != "auto" and self.pool_size > min(self.size_hw):
             raise ConfigError(f"{source}: key 'model.pool_size' must not exceed the input's shorter side ({min(self.size_hw)})")
+
+    def _validate_map_strides(self, source: str) -> None:
+        m = self.map_strides
+        if m is None:
+            return
+        used = tuple(self.used_strides)
+        if self.target != "features" or not m or tuple(m) != used[:len(m)]:
+            raise ConfigError(f"{source}: key 'model.map_strides' = {list(m)} must be the finest of the used stages "
+                              f"{list(used)} (e.g. {list(used[:-1]) or list(used)}), with target: features")
 
     @property
     def size_hw(self) -> tuple[int, int]:
@@ -329,6 +343,10 @@ class ADTR(nn.Module):
         self.extractor = extractor
         self.reconstructor = Reconstructor(extractor.out_channels, cfg)
         c = extractor.out_channels
+        # The leading target channels that make the defect map (cfg.map_strides); None: all of them.
+        self.map_channels: int | None = None
+        if cfg.map_strides is not None and isinstance(extractor, MultiScaleBackbone):
+            self.map_channels = sum(extractor.stage_channels[:len(cfg.map_strides)])
         # Per-channel target statistics (identity until set_target_stats); saved with the weights.
         self.register_buffer("target_mean", torch.zeros(1, c, 1, 1))
         self.register_buffer("target_std", torch.ones(1, c, 1, 1))

@@ -54,7 +54,8 @@ class MultiScaleBackbone(nn.Module):
         self.net = net
         self.strides = strides
         self.resize = resize
-        self.out_channels = int(sum(net.feature_info.channels()))
+        self.stage_channels = tuple(int(c) for c in net.feature_info.channels())  # per stage, finest first
+        self.out_channels = sum(self.stage_channels)
         for p in self.net.parameters():
             p.requires_grad_(False)
         self.net.eval()

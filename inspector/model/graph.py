@@ -78,6 +78,6 @@ def inspection_model(adtr: ADTR, mean: tuple[float, ...], std: tuple[float, ...]
     cfg = adtr.cfg
     pre = Preprocess(cfg.size_hw, mean, std, spec.roi, cfg.tile_hw, cfg.tile_overlap)
     if cfg.tile_hw is None:
-        return InspectionModel(pre, adtr, AnomalyScorer.for_config(cfg, map_size=spec.mask_size)).eval()
+        return InspectionModel(pre, adtr, AnomalyScorer.for_model(adtr, map_size=spec.mask_size)).eval()
     stitch = Stitch(spec.roi, cfg.tile_hw, cfg.tile_overlap, spec.mask_size)
-    return InspectionModel(pre, adtr, AnomalyScorer.for_config(cfg), stitch).eval()
+    return InspectionModel(pre, adtr, AnomalyScorer.for_model(adtr), stitch).eval()

@@ -103,6 +103,9 @@ def plan(groups: tuple[str, ...], base_backbone: str, backbones: tuple[str, ...]
 def variant_preset(base: Preset, row: Row) -> Preset:
     """The baseline preset with the row's model changes applied and re-validated."""
     model = dataclasses.replace(base.model, **dict(row.changes))
+    if model.target == "pixels" or not model.multiscale:
+        # One stage, or no stages at all: the map and the score come from the same error, as in the paper.
+        model = dataclasses.replace(model, map_strides=None)
     model.validate(f"ablation variant '{row.key}'")
     return dataclasses.replace(base, model=model)
 
@@ -151,6 +154,14 @@ def _identity(preset: Preset) -> dict[str, Any]:
     return d
 
 
+def _same_recipe(stored: Preset, wanted: Preset) -> bool:
+    """A checkpoint's preset is ``wanted``'s, where ``input_size: auto`` matches the size training chose (the
+    variants of one run share their data, so auto chose the same size for each)."""
+    if wanted.model.input_size == "auto":
+        wanted = dataclasses.replace(wanted, model=dataclasses.replace(wanted.model, input_size=stored.model.input_size))
+    return _identity(stored) == _identity(wanted)
+
+
 def _settings(preset: Preset, data: Path) -> dict[str, Any]:
     """What must match for a stored result to stand for this run's variant."""
     return {"preset": _identity(preset), "data": str(data)}
@@ -183,7 +194,7 @@ def run_variant(key: str, preset: Preset, data: Path, out: Path, product: str, d
     # Written right after training, so a crash during evaluation does not cost the training.
     timing_file = trained.parent / "ablation_train.json"
     record: dict[str, Any] = {"key": key, "product": product, **settings}
-    if trained.is_file() and timing_file.is_file() and _identity(load_checkpoint(trained).preset) == _identity(preset):
+    if trained.is_file() and timing_file.is_file() and _same_recipe(load_checkpoint(trained).preset, preset):
         log.info("variant %s: model already trained, evaluating only", key)
         record.update(_read_json(timing_file))
     else:
@@ -219,7 +230,7 @@ def _latest_checkpoint(home: Path, product: str, preset: Preset) -> Path | None:
     found = sorted((model_path(home, product).parent / "checkpoints").glob("epoch_*.pt"))
     for path in reversed(found):
         ckpt = load_checkpoint(path)
-        if ckpt.epoch < preset.train.epochs and _identity(ckpt.preset) == _identity(preset):
+        if ckpt.epoch < preset.train.epochs and _same_recipe(ckpt.preset, preset):
             return path
     return None
 

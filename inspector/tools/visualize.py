@@ -86,7 +86,7 @@ def collect_tokens(model: ADTR, preprocess: Preprocess, samples: tuple[Sample, .
         raise ConfigError("the t-SNE labels tokens by the mask over one model input; a tiled product "
                           "(model.tile_size) has many per image and is not supported")
     model = model.to(device).eval()
-    scorer = AnomalyScorer.for_config(model.cfg).to(device)
+    scorer = AnomalyScorer.for_model(model).to(device)
     size, grid = model.cfg.size_hw, model.cfg.grid_hw
     # A defective image without a mask cannot say which of its tokens are anomalous.
     usable = [s for s in samples if s.label == 0 or s.mask_path is not None]

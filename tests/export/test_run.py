@@ -152,3 +152,23 @@ def test_default_frame_needs_the_training_images(trained, tmp_path):
     save_checkpoint(home / "engines" / "cable" / "model.pt", moved)
     with pytest.raises(ExportError, match="--frame"):
         export("cable", home, ExportOptions())
+
+
+def test_a_split_map_model_exports_and_onnx_runtime_agrees(trained, tmp_path):
+    """model.map_strides: the map from the fine stages, the score from all, inside the one exported graph."""
+    ckpt = load_checkpoint(trained["home"] / "engines" / "cable" / "model.pt")
+    model_cfg = dataclasses.replace(ckpt.preset.model, map_strides=ckpt.preset.model.used_strides[:-1])
+    split = dataclasses.replace(ckpt, preset=dataclasses.replace(ckpt.preset, model=model_cfg))
+    (tmp_path / "engines" / "cable").mkdir(parents=True)
+    save_checkpoint(tmp_path / "engines" / "cable" / "model.pt", split)
+    export("cable", tmp_path, ExportOptions(max_batch=4, ort_graph=False))
+    frames, _ = labelled_frames(trained["data"])
+    spec = GraphSpec((64, 64), None, (64, 64))
+    with torch.no_grad():
+        ref_s, ref_m = (t.numpy() for t in build_inspection_model(load_checkpoint(tmp_path / "engines" / "cable" / "model.pt"), spec)(torch.from_numpy(frames[:4])))
+        all_s, all_m = (t.numpy() for t in build_inspection_model(ckpt, spec)(torch.from_numpy(frames[:4])))
+    score, amap = _session(tmp_path / "engines" / "cable" / "model.onnx").run(None, {"frames": frames[:4]})
+    assert np.abs(amap - ref_m).max() <= 1e-3 * (ref_m.max() - ref_m.min())
+    np.testing.assert_allclose(score, ref_s, rtol=1e-4)
+    np.testing.assert_allclose(ref_s, all_s, rtol=1e-5)  # the score still comes from every stage
+    assert np.abs(ref_m - all_m).max() > 1e-3 * (all_m.max() - all_m.min())  # the map does not

@@ -68,7 +68,10 @@ def test_default_config_is_the_papers():
     [({"input_size": 100}, "multiple of 16"), ({"hidden_dim": 30, "heads": 4}, "divisible"),
      ({"feature_strides": (8, 4)}, "increasing"), ({"feature_strides": (3,)}, "allowed"),
      ({"input_size": (64, 100)}, "multiple of 16"), ({"input_size": (64, 64, 64)}, r"\[H, W\]"),
-     ({"input_size": (32, 64), "pool_size": 48}, "shorter side")],
+     ({"input_size": (32, 64), "pool_size": 48}, "shorter side"),
+     ({"feature_strides": (2, 4, 8, 16, 32), "map_strides": (4, 8)}, "finest of the used stages"),
+     ({"map_strides": (2, 4, 8, 16, 32)}, "finest of the used stages"),
+     ({"map_strides": (2,), "target": "pixels"}, "target: features"), ({"map_strides": ()}, "finest")],
 )
 def test_invalid_model_config(changes, match):
     with pytest.raises(ConfigError, match=match):
@@ -114,3 +117,13 @@ def test_input_size_loads_as_int_list_or_auto():
         load_dataclass(ModelConfig, {"input_size": "square"}, "p.yaml")
     with pytest.raises(ConfigError, match="above the maximum"):
         load_dataclass(ModelConfig, {"input_size": [224, 2048]}, "p.yaml")
+
+
+def test_map_strides_take_the_fine_stages_channels():
+    cfg = dataclasses.replace(ModelConfig(), feature_strides=(2, 4, 8, 16, 32), map_strides=(2, 4, 8, 16),
+                              hidden_dim=32, heads=4, ffn_dim=64, enc_layers=1, dec_layers=1, input_size=64)
+    cfg.validate("test")
+    model, _ = create_adtr(cfg)
+    stages = model.extractor.stage_channels
+    assert len(stages) == 5 and model.map_channels == sum(stages[:4]) < model.extractor.out_channels
+    assert create_adtr(dataclasses.replace(cfg, map_strides=None))[0].map_channels is None

@@ -61,3 +61,16 @@ def test_non_square_input_and_map():
     assert float(score) <= float(amap.max()) + 1e-6
     _, small = AnomalyScorer((32, 80), map_size=(64, 160))(t, r)
     assert small.shape == (1, 64, 160)
+
+
+def test_map_channels_draw_the_map_from_the_leading_channels_and_score_from_all():
+    """model.map_strides: the fine stages (leading channels) draw where, every stage decides whether."""
+    torch.manual_seed(1)
+    t, r = torch.randn(2, 7, 4, 4), torch.randn(2, 7, 4, 4)
+    split = AnomalyScorer(64, pool_size=16, map_channels=3)
+    score, amap = split(t, r)
+    full_score, full_map = AnomalyScorer(64, pool_size=16)(t, r)
+    fine_score, fine_map = AnomalyScorer(64, pool_size=16)(t[:, :3], r[:, :3])
+    torch.testing.assert_close(score, full_score)
+    torch.testing.assert_close(amap, fine_map)
+    assert not torch.allclose(amap, full_map) and not torch.allclose(score, fine_score)

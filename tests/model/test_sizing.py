@@ -1,4 +1,4 @@
-"""input_size: auto keeps the training images' aspect ratio, with the shorter side at 224 px."""
+"""input_size: auto keeps the training images' aspect ratio at the square presets' pixel count (224² px)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ from inspector.model.sizing import auto_input_size, resolve_input_size, typical_
 
 @pytest.mark.parametrize(
     ("image_hw", "expect"),
-    [((256, 256), (224, 224)), ((640, 256), (560, 224)), ((256, 640), (224, 560)), ((720, 1280), (224, 400)),
-     ((100, 3000), (224, 1024)), ((300, 310), (224, 224))],
+    [((256, 256), (224, 224)), ((640, 256), (352, 144)), ((256, 640), (144, 352)), ((720, 1280), (176, 304)),
+     ((256, 512), (160, 320)), ((100, 3000), (64, 1024)), ((300, 310), (224, 224))],
 )
-def test_auto_size_keeps_the_aspect_at_the_short_side(image_hw, expect):
-    assert auto_input_size(image_hw) == expect
+def test_auto_size_keeps_the_aspect_at_the_square_pixel_count(image_hw, expect):
+    h, w = auto_input_size(image_hw)
+    assert (h, w) == expect and h % 16 == 0 and w % 16 == 0
+    if expect[0] * expect[1] != 64 * 1024:  # not at the caps: the cost of a 224 x 224 input, within rounding
+        assert abs(h * w / 224**2 - 1) < 0.1
 
 
 def test_typical_size_is_the_median_aspect():
@@ -31,4 +34,4 @@ def test_resolve_replaces_only_auto():
     assert resolve_input_size(square, [(640, 256)]) is square
     auto = dataclasses.replace(ModelConfig(), input_size="auto")
     resolved = resolve_input_size(auto, [(640, 256)] * 3)
-    assert resolved.input_size == (560, 224) and resolved.grid_hw == (35, 14)
+    assert resolved.input_size == (352, 144) and resolved.grid_hw == (22, 9)

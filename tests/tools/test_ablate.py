@@ -158,3 +158,24 @@ def test_cli_resumes_from_the_same_out(run, tmp_path, capsys):
     assert main(["ablate", "--data", str(run["root"]), "--groups", "z", "--out", str(tmp_path / "x")]) == 1
     assert main(["ablate", "--data", str(run["root"]), "--backbone-weights", "resnet18", "--out",
                  str(tmp_path / "x")]) == 1
+
+
+def test_a_checkpoint_trained_from_auto_matches_its_auto_preset():
+    """input_size: auto is stored as the size training chose; the cache must still recognise the recipe."""
+    auto = dataclasses.replace(PRESET, model=dataclasses.replace(PRESET.model, input_size="auto"))
+    chose = dataclasses.replace(PRESET, model=dataclasses.replace(PRESET.model, input_size=(64, 128)))
+    assert ablate_mod._same_recipe(chose, auto)
+    assert ablate_mod._same_recipe(chose, chose) and not ablate_mod._same_recipe(PRESET, chose)
+    other = dataclasses.replace(auto, train=dataclasses.replace(auto.train, epochs=PRESET.train.epochs + 1))
+    assert not ablate_mod._same_recipe(chose, other)
+
+
+def test_variants_of_a_split_map_baseline_stay_valid():
+    """The cpu-quick baseline draws its map from the fine stages; one-stage and pixel variants cannot."""
+    from inspector.preset import load_preset
+
+    base = ablate_mod.baseline_preset(load_preset("cpu-quick"))
+    assert base.model.map_strides == (2, 4, 8, 16)
+    for row in ablate_mod.plan(("a", "b", "d"), base.model.backbone):
+        m = ablate_mod.variant_preset(base, row).model
+        assert m.map_strides == (None if row.key in ("pixels", "last_layer") else (2, 4, 8, 16)), row.key
