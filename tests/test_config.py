@@ -19,6 +19,7 @@ def test_shipped_presets_load():
     # Chosen on bottle and ksdd together (docs/benchmarks.md): the part's aspect at 224² pixels, a 32 px pool.
     assert q.model.input_size == d.model.input_size == "auto" and q.model.pool_size == 32
     assert q.model.feature_strides == (2, 4, 8, 16, 32) and q.model.map_strides == (2, 4, 8, 16)
+    assert q.model.stage_resize == "area"
 
 
 def test_yaml_file_preset(tmp_path):
