@@ -208,4 +208,8 @@ def variant(dataset: str, preset: Preset, **changes: Any) -> Variant:
     model.validate("sweep")
     if model.input_size == "auto":
         raise ConfigError("a sweep variant needs a concrete input_size")
+    if model.map_strides is not None:
+        # The cached runs keep one error map over every stage: a split map would be scored as if it were not.
+        raise ConfigError(f"model.map_strides = {list(model.map_strides)}: the sweep scores one error map over "
+                          "every stage and cannot score a split map; use a preset without map_strides")
     return Variant(dataset, model, dataclasses.replace(preset.train, **tc))

@@ -40,3 +40,15 @@ def test_a_sweep_variant_reproduces_inspector_train_and_evaluate(trained, tmp_pa
     torch.testing.assert_close(again["token_maps"], run["token_maps"])
     smoother = score_variant(run, v.model, sigma=8.0, pool=32)
     assert smoother["smoothing_sigma"] == 8.0 and smoother["pool_size"] == 32
+
+
+def test_a_split_map_variant_is_refused_not_scored_wrong():
+    import pytest
+
+    from inspector.errors import ConfigError
+    from inspector.preset import load_preset
+    from inspector.tools.sweep import variant
+
+    with pytest.raises(ConfigError, match="map_strides"):
+        variant("ksdd", load_preset("cpu-quick"), input_size=(352, 144))
+    assert variant("ksdd", load_preset("cpu-quick"), input_size=(352, 144), map_strides=None).model.map_strides is None
