@@ -27,7 +27,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from inspector.config import load_dataclass
 from inspector.protocol.messages import EndOfStream, Heartbeat, Result
 from inspector.stream.config import DaemonConfig
 from inspector.stream.daemon import Daemon
+from tests.stream.overhead import start_daemon
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -136,11 +136,7 @@ def run(args: argparse.Namespace, images: Path, tmp: Path, arm: str, pace: float
         "preview": {"rate_fps": 5.0 if live else 0.0, "rejects": rejects},
         "audit": {"dir": str(tmp / "audit")}, "log": {"format": "text", "level": "warning"},
     }, "station overhead")
-    d = Daemon(cfg)
-    t = threading.Thread(target=d.run, kwargs={"install_signals": False}, daemon=True)
-    t.start()
-    if not d.wait_ready(300):
-        raise RuntimeError("daemon did not start")
+    d, t = start_daemon(Daemon(cfg), 300)
     pub, ctl = d.endpoints["publish"][0], d.endpoints["control"]
     attached = Attached(pub, ctl, tmp, browser=arm != "station-only") if arm.startswith("station") else None
     sub = Subscriber(pub, line="bench")

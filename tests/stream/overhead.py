@@ -38,6 +38,15 @@ from inspector.stream.config import DaemonConfig
 from inspector.stream.daemon import Daemon
 
 
+def start_daemon(d: Daemon, ready_s: float) -> tuple[Daemon, threading.Thread]:
+    """Run ``d`` in a thread of this process (no signal handlers) and wait until it serves."""
+    t = threading.Thread(target=d.run, kwargs={"install_signals": False}, daemon=True)
+    t.start()
+    if not d.wait_ready(ready_s):
+        raise RuntimeError("daemon did not start")
+    return d, t
+
+
 def resume_and_collect(d: Daemon, sub: Subscriber) -> list[Result]:
     """Once the subscription is live (a heartbeat came), resume the paused daemon; every result until end of stream."""
     while not isinstance((m := sub.recv(1000)) and m[0], Heartbeat):
@@ -66,11 +75,7 @@ def run_daemon(args: argparse.Namespace, frame_hw: tuple[int, int], tmp: Path, r
         "zmq": {"publish": ["tcp://127.0.0.1:0"], "control": "tcp://127.0.0.1:0", "heartbeat_ms": 500},
         "audit": {"dir": str(tmp / "audit")}, "log": {"format": "text", "level": "warning"},
     }, "overhead")
-    d = Daemon(cfg)
-    t = threading.Thread(target=d.run, kwargs={"install_signals": False}, daemon=True)
-    t.start()
-    if not d.wait_ready(300):
-        raise RuntimeError("daemon did not start")
+    d, t = start_daemon(Daemon(cfg), 300)
     sub = Subscriber(d.endpoints["publish"][0], line="bench")
     results = resume_and_collect(d, sub)
     t.join(60)
@@ -122,11 +127,7 @@ def run_noop(frames: int, tmp: Path, stuck: bool) -> dict:
                 "sndhwm": 10},
         "masks": {"publish": "always"}, "audit": {"dir": str(tmp / "audit")}, "log": {"format": "text"},
     }, "overhead-noop")
-    d = Daemon(cfg, loader=NoopLoader())
-    t = threading.Thread(target=d.run, kwargs={"install_signals": False}, daemon=True)
-    t.start()
-    if not d.wait_ready(60):
-        raise RuntimeError("daemon did not start")
+    d, t = start_daemon(Daemon(cfg, loader=NoopLoader()), 60)
     sub = Subscriber(d.endpoints["publish"][0], line="noop")
     never = Subscriber(d.endpoints["publish"][0], line="noop", rcvhwm=1) if stuck else None
     results = resume_and_collect(d, sub)
