@@ -343,10 +343,12 @@ class ADTR(nn.Module):
         self.extractor = extractor
         self.reconstructor = Reconstructor(extractor.out_channels, cfg)
         c = extractor.out_channels
-        # The leading target channels that make the defect map (cfg.map_strides); None: all of them.
+        # The leading target channels that make the defect map (cfg.map_strides); None: all of them (also when
+        # map_strides names every used stage, so the scorer does not take the same norm twice).
         self.map_channels: int | None = None
         if cfg.map_strides is not None and isinstance(extractor, MultiScaleBackbone):
-            self.map_channels = sum(extractor.stage_channels[:len(cfg.map_strides)])
+            n = sum(extractor.stage_channels[:len(cfg.map_strides)])
+            self.map_channels = n if n < extractor.out_channels else None
         # Per-channel target statistics (identity until set_target_stats); saved with the weights.
         self.register_buffer("target_mean", torch.zeros(1, c, 1, 1))
         self.register_buffer("target_std", torch.ones(1, c, 1, 1))

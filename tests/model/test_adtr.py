@@ -127,3 +127,4 @@ def test_map_strides_take_the_fine_stages_channels():
     stages = model.extractor.stage_channels
     assert len(stages) == 5 and model.map_channels == sum(stages[:4]) < model.extractor.out_channels
     assert create_adtr(dataclasses.replace(cfg, map_strides=None))[0].map_channels is None
+    assert create_adtr(dataclasses.replace(cfg, map_strides=cfg.feature_strides))[0].map_channels is None  # = all
