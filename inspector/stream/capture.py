@@ -168,7 +168,15 @@ class Capture:
         return False
 
     def _take(self, r: Read) -> None:
-        """A frame (or an unusable one) was read: stamp it and queue it unless paused or not triggered."""
+        """A frame (or an unusable one) was read: offer it, then keep a paced source's pace. Every frame read
+        is paced, also one nobody asked for: a paced file in trigger mode must not spin through its frames
+        between triggers (it burnt a whole core that the line's other processes needed)."""
+        self._offer(r)
+        if self.cfg.rate_fps > 0:
+            self._paced = self._pace(*self._paced)
+
+    def _offer(self, r: Read) -> None:
+        """Stamp a frame read and queue it unless paused or not triggered."""
         now = self.clock()
         with self._lock:
             self.stall.frame(now)
@@ -183,8 +191,6 @@ class Capture:
         if r.image is not None:
             self.last_shape = r.image.shape[:2]
         self._queue(Frame(fid, self.wall(), now, r.image, r.reason or None, part, r.name or None))
-        if self.cfg.rate_fps > 0:
-            self._paced = self._pace(*self._paced)
 
     def _queue(self, frame: Frame) -> None:
         self.captured += 1

@@ -107,6 +107,23 @@ def test_trigger_mode_inspects_only_triggered_frames(tmp_path):
     assert got.eos.trigger_errors == 2 and got.eos.results == got.eos.frames - got.eos.dropped + 2
 
 
+def test_a_paced_source_keeps_its_pace_between_triggers(tmp_path):
+    """Found by the OPC UA benchmark: in trigger mode a paced memory source read the frames nobody asked for
+    as fast as it could, a whole core spent between triggers. Every frame read keeps the pace."""
+    rate = 50.0
+    cfg = config(tmp_path, _memory(rate=rate), pipeline={"mode": "trigger", "trigger_timeout_s": 0.5})
+    with Line(cfg) as line:
+        got = line.go()
+        wait_for(lambda: line.status()["read"] >= 5, what="frames being read")
+        r0, t0 = line.status()["read"], time.monotonic()
+        time.sleep(1.0)
+        read, elapsed = line.status()["read"] - r0, time.monotonic() - t0
+        assert line.ctl.request("trigger", part_id="P1")["ok"]
+        line.collect(got, 5, until=lambda g: len(g.results) >= 1)
+    assert 0.5 * rate * elapsed <= read <= 1.2 * rate * elapsed + 2, (read, elapsed)
+    assert [r.part_id for r in got.results] == ["P1"] and got.results[0].decision in ("PASS", "FAIL")
+
+
 class _BuggySource(_StallingCamera):
     """A source with a bug: read() raises something that is not a SourceError after 5 frames."""
 
