@@ -1,8 +1,9 @@
 """The OPC UA bridge: an asyncua server with one object per line, the part handshake, and its security.
 
 Threads: the asyncua server and every handshake step run on one asyncio loop. Each line's
-:class:`~inspector.bridge.link.DaemonLink` receives on its own thread and hands messages to the loop
-(``call_soon_threadsafe``); control requests run on the link's executors and are awaited here. PLC writes are
+:class:`~inspector.bridge.link.DaemonLink` is attached to that loop: the loop reads the daemon's messages
+itself, no thread hand-off between a result and ResultValid. Control requests run on the link's executors
+and are awaited here. PLC writes are
 seen in asyncua's PostWrite callback, which runs before the write is answered: when a PLC's write of Trigger
 returns, the bridge has already taken the trigger (Busy) and reset Trigger.
 
@@ -133,17 +134,22 @@ class LineObject:
         self.loop = asyncio.get_running_loop()
         await self.space.build(self._method)
         await self.refresh()
-        self.link = DaemonLink(self.cfg, self._from_thread(self._on_message), self._from_thread(self._on_state),
-                               self.clock)
-        self.link.start()
+        self.link = DaemonLink(self.cfg, self._on_loop(self._on_message), self._on_loop(self._on_state), self.clock)
+        self.link.attach(self.loop)
+
+    def detach(self) -> None:
+        """On the loop: stop reading the daemon's messages."""
+        if self.link is not None:
+            self.link.detach()
 
     def stop(self) -> None:
+        """Any thread, after ``detach``: end the link's control threads."""
         if self.link is not None:
             self.link.stop()
 
-    def _from_thread(self, fn: Callable[..., Any]) -> Callable[..., None]:
+    def _on_loop(self, fn: Callable[..., Any]) -> Callable[..., None]:
         def call(*args: Any) -> None:
-            self.loop.call_soon_threadsafe(self._spawn, fn(*args))
+            self._spawn(fn(*args))
         return call
 
     def _spawn(self, coro: Any) -> None:
@@ -349,6 +355,7 @@ class OpcuaBridge:
         if self._tick is not None:
             self._tick.cancel()
         for line in self.lines.values():
+            line.detach()
             await asyncio.to_thread(line.stop)
         if self.server is not None:
             await self.server.stop()
