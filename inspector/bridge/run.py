@@ -9,6 +9,7 @@ thread, for tests and benchmarks.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import threading
@@ -29,11 +30,22 @@ def _make(cfg: Any) -> Any:
     return MqttBridge(cfg)
 
 
+def settle_heap() -> None:
+    """Collect once, then freeze what is alive out of the garbage collector's sight. An OPC UA bridge holds
+    about 485,000 tracked objects (asyncua's address space); a full collection walked them all in 180-200 ms
+    with the loop stopped, as long as a part's default deadline, and one comes whenever enough new objects have
+    survived. Frozen, a full collection takes under 0.1 ms (measured on this repo's 2-core machine)."""
+    gc.collect()
+    gc.freeze()
+
+
 class Bridges:
     """All bridges of a file. ``await run(stop)`` starts them, waits for ``stop``, stops them."""
 
-    def __init__(self, cfg: BridgeFile) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: BridgeFile, settle: bool = False) -> None:
+        """``settle``: :func:`settle_heap` once every bridge has started (the verb's own process; not in a
+        test's, whose heap it would freeze)."""
+        self.cfg, self.settle = cfg, settle
         self.bridges: dict[str, Any] = {}
         self.ready = threading.Event()
 
@@ -43,6 +55,8 @@ class Bridges:
                 bridge = _make(b)
                 self.bridges[b.name] = bridge
                 await bridge.start()
+            if self.settle:
+                settle_heap()
             self.ready.set()
             await stop.wait()
         finally:
@@ -61,7 +75,7 @@ def run_bridges(cfg: BridgeFile) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Bridges(cfg).run(stop)
+        await Bridges(cfg, settle=True).run(stop)
 
     asyncio.run(main())
     return 0
