@@ -97,13 +97,13 @@ def _daemon(args: argparse.Namespace, tmp: Path, mode: str, frames: int = 0) -> 
     return proc, pub, ctl
 
 
-def _plc_process(port: int, certs_dir: str, warmup: int, parts: int, out: mp.Queue) -> None:
+def _plc_process(port: int, certs_dir: str, warmup: int, parts: int, watch: bool, out: mp.Queue) -> None:
     import pickle
 
     certs = pickle.loads(Path(certs_dir, "certs.pickle").read_bytes())
 
     async def run() -> list[dict]:
-        plc = await Plc(port, "bench", certs).connect()
+        plc = await Plc(port, "bench", certs, watch=watch).connect()
         try:
             await plc.wait("State", "Ready", 60)
             for i in range(warmup):
@@ -127,7 +127,8 @@ def bench_opcua(args: argparse.Namespace) -> dict:
     try:
         with BridgeThread(opcua_file(certs, lines, port, deadline_ms=args.deadline_ms)) as bridges:
             q: mp.Queue = mp.get_context("spawn").Queue()
-            plc = mp.get_context("spawn").Process(target=_plc_process, args=(port, str(tmp), args.warmup, args.parts, q))
+            plc = mp.get_context("spawn").Process(target=_plc_process, args=(port, str(tmp), args.warmup, args.parts,
+                                                                    args.plc == "watch", q))
             plc.start()
             parts = q.get(timeout=1800)
             plc.join(30)
@@ -152,7 +153,11 @@ def bench_opcua(args: argparse.Namespace) -> dict:
                               "received_to_valid": (t.received, t.valid),
                               "valid_to_plc_read": (t.valid, p["t_valid"])}.items():
                 steps[k].append((b - a) * 1000)
-    return {"parts": len(parts), "codes": codes, "trigger_to_result_valid_ms": _pct(total),
+    if args.dump:
+        rows = [{"part": p["PartId"], "decision": p["Decision"], "t_trigger": p["t_trigger"], "t_valid": p["t_valid"],
+                 **{k: getattr(timings[p["PartId"]], k) for k in ("seen", "sent", "received", "valid")}} for p in parts]
+        Path(args.dump).write_text(json.dumps(rows))
+    return {"plc": args.plc, "parts": len(parts), "codes": codes, "trigger_to_result_valid_ms": _pct(total),
             "daemon_capture_to_publish_ms": _pct(latency), "daemon_request_to_result_ms": _pct(daemon_span),
             "bridge_added_ms": _pct(bridge), "bridge_steps_ms": {k: _pct(v) for k, v in steps.items()},
             "load_avg": os.getloadavg()}
@@ -252,6 +257,9 @@ def main() -> None:
     p.add_argument("--parts", type=int, default=300)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--deadline-ms", type=float, default=2000.0)
+    p.add_argument("--plc", choices=("poll", "watch"), default="poll",
+                   help="the PLC reads ResultValid every 0.5 ms (poll) or subscribes to it (watch)")
+    p.add_argument("--dump", default="", help="write every part's monotonic times (PLC and bridge) to this JSON file")
     p.add_argument("--results", type=int, default=500)
     p.add_argument("--outage", type=float, default=0.0)
     args = p.parse_args()

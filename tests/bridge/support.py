@@ -78,13 +78,17 @@ class Plc:
     """An asyncua client acting as the PLC of one line: ``await part(pid)`` runs one handshake."""
 
     def __init__(self, port: int, line: str, certs: Certs | None, who: str = "plc", user_cert: bool = True,
-                 poll_s: float = 0.0005) -> None:
+                 poll_s: float = 0.0005, watch: bool = False) -> None:
+        """``watch``: learn ResultValid from a subscription (publishing interval 0: the server sends each
+        change as it is written) instead of reading it every ``poll_s``."""
         from asyncua import Client
 
         self.url = f"opc.tcp://127.0.0.1:{port}/inspector/"
         self.line, self.certs, self.who, self.user_cert, self.poll_s = line, certs, who, user_cert, poll_s
         self.client = Client(self.url, timeout=10)
         self.idx = 0
+        self.watch = watch
+        self._changes: asyncio.Queue[tuple[Any, float]] = asyncio.Queue()
 
     async def connect(self) -> Plc:
         from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
@@ -99,7 +103,14 @@ class Plc:
                 await self.client.load_private_key(str(c.key))
         await self.client.connect()
         self.idx = await self.client.get_namespace_index("urn:inspector:bridge")
+        if self.watch:
+            sub = await self.client.create_subscription(0, self)
+            await sub.subscribe_data_change(self.node("Handshake.ResultValid"), sampling_interval=0)
         return self
+
+    def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
+        """asyncua's subscription handler: a change of the watched ResultValid, stamped when it arrived."""
+        self._changes.put_nowait((value, time.monotonic()))
 
     async def close(self) -> None:
         await self.client.disconnect()
@@ -113,7 +124,10 @@ class Plc:
         return await self.node(path).read_value()
 
     async def wait(self, path: str, value: Any, timeout_s: float = 10.0) -> float:
-        """Poll ``path`` until it equals ``value``; the monotonic time it was seen. TimeoutError otherwise."""
+        """Poll ``path`` until it equals ``value``; the monotonic time it was seen. TimeoutError otherwise.
+        A watched ResultValid is waited for on its subscription instead."""
+        if self.watch and path == "Handshake.ResultValid":
+            return await self._watched(value, timeout_s)
         node, deadline = self.node(path), time.monotonic() + timeout_s
         while True:
             v = await node.read_value()
@@ -123,6 +137,16 @@ class Plc:
             if now > deadline:
                 raise TimeoutError(f"{self.line}.{path} is {v!r}, waited {timeout_s} s for {value!r}")
             await asyncio.sleep(self.poll_s)
+
+    async def _watched(self, value: Any, timeout_s: float) -> float:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                v, t = await asyncio.wait_for(self._changes.get(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise TimeoutError(f"{self.line}.Handshake.ResultValid: no change to {value!r} in {timeout_s} s") from None
+            if v == value:
+                return t
 
     async def part(self, part_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
         """PartId + Trigger in one write, wait ResultValid, read the result, ResultAck, wait until dropped.
