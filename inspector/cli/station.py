@@ -1,4 +1,4 @@
-"""inspector station --connect ENDPOINT [--connect ...] [--control ENDPOINT] [--home DIR] [--bind HOST:PORT]"""
+"""inspector station --connect ENDPOINT [--connect ...] [--control ENDPOINT] [--home DIR] [--bind HOST:PORT] [--kiosk]"""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--home", metavar="DIR",
                    help="where reviews/ go and calibration/ is read (default: $INSPECTOR_HOME, else the current "
                    "directory)")
+    p.add_argument("--kiosk", action="store_true",
+                   help="also start this PC's browser (chromium, chromium-browser or google-chrome; 'browser' in "
+                   "--config) full-screen on the page, at nice 19 ('browser_nice'), and stop it with the station")
     p.set_defaults(func=run)
 
 
@@ -40,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     curve = args.curve or ("", "")
     cfg = load_station_config(args.config, connect=args.connect, control=args.control, bind=args.bind,
-                              home=args.home, title=args.title, curve_secret=curve[0], curve_server=curve[1])
+                              home=args.home, title=args.title, curve_secret=curve[0], curve_server=curve[1],
+                              kiosk=args.kiosk or None)  # None: the config file's value stands
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if cfg.nice:
@@ -52,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"station: {url}  (lines from {', '.join(cfg.connect)}; "
           f"{'writes need an operator token' if station.tokens else 'read-only: no operator token configured'})",
           flush=True)
+    if station.kiosk is not None:  # (a browser that could not start is logged by the station, which serves on)
+        print(f"station: kiosk browser pid {station.kiosk.pid} at nice {cfg.browser_nice}", flush=True)
     try:
         stop.wait()
     except KeyboardInterrupt:

@@ -1,11 +1,11 @@
 """The station's web application (Starlette): the page, its live updates, reviews and line commands.
 
-Reading needs nothing: the page, ``/api/state``, the pictures and ``/ws`` (one WebSocket: the state as JSON
-at most twice a second while it changes, and each line's live picture as a binary message). Writing needs an
-operator token as ``Authorization: Bearer <token>``: 401 without one, 403 with a wrong one (or when the station
-has none configured). Writes are reviews (``POST /api/rejects/{rid}/review``) and line commands (``POST
-/api/lines/{line}/pause|resume|product``). The page holds no secret: the operator types the token, the browser
-keeps it for the tab only.
+Reading needs nothing: the page, ``/api/state`` (with ``clients``: the WebSockets connected now), the pictures
+and ``/ws`` (one WebSocket: the state as JSON at most twice a second while it changes, and each line's live
+picture as a binary message). Writing needs an operator token as ``Authorization: Bearer <token>``: 401 without
+one, 403 with a wrong one (or when the station has none configured). Writes are reviews (``POST
+/api/rejects/{rid}/review``) and line commands (``POST /api/lines/{line}/pause|resume|product``). The page holds
+no secret: the operator types the token, the browser keeps it for the tab only.
 
 Each WebSocket sends only the newest state and picture, when the previous send is done: a slow browser gets
 fewer updates and never makes the station queue (nor, through the hub, the daemon wait).
@@ -107,6 +107,7 @@ class StationApp:
             line["controllable"] = line["line"] in control
         snap["title"] = self.cfg.title
         snap["writable"] = bool(self.tokens)
+        snap["clients"] = self.ws_clients  # pages connected now, a kiosk's among them: a dark screen shows as 0
         return snap
 
     async def index(self, request: Request) -> Response:

@@ -21,6 +21,7 @@ TOKEN_ENV = "INSPECTOR_STATION_TOKEN"
 USER_ENV = "INSPECTOR_STATION_USER"
 MIN_TOKEN = 16
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+DEFAULT_BROWSER_NICE = 19  # --kiosk: the browser's nice (the lowest priority there is)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,16 @@ class StationConfig:
     # `inspector station` lowers its own priority by this much (Linux nice), so on the line PC it only takes
     # CPU the daemon leaves over.
     nice: int = field(default=10, metadata={"min": 0, "max": 19})
+    # --kiosk: once the page is served, the station starts the line PC's browser on it (app/kiosk mode, a private
+    # profile) at nice `browser_nice` (19: it renders only in CPU time inspection leaves; never above the
+    # station's own priority, and it cannot raise its priority again), and stops it when the station stops.
+    # `browser` names the executable ('' = the first of chromium, chromium-browser, google-chrome on PATH);
+    # `browser_args` are added to its command line (e.g. ["--headless=new", "--no-sandbox", "--disable-gpu"]
+    # where there is no screen).
+    kiosk: bool = False
+    browser: str = ""
+    browser_nice: int = field(default=DEFAULT_BROWSER_NICE, metadata={"min": 0, "max": 19})
+    browser_args: tuple[str, ...] = ()
 
     def validate(self, source: str) -> None:
         if not self.connect:

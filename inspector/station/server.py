@@ -1,7 +1,9 @@
 """One station process: the hub (ZeroMQ), the web application and its uvicorn server, started and stopped together.
 
 The server runs on its own thread with a socket bound before it starts, so the caller knows the URL (port 0
-picks a free one) and the CLI, the demo and the tests share one way of running it.
+picks a free one) and the CLI, the demo and the tests share one way of running it. With ``kiosk`` configured the
+station then starts the line PC's browser on its page (:mod:`inspector.station.kiosk`) and stops it first when it
+stops; a browser that cannot start is logged and kept in ``kiosk_error``, and the page is served all the same.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from inspector.errors import ConfigError, InspectorError
 from inspector.station.app import StationApp, create_app
 from inspector.station.config import LOOPBACK, StationConfig, host_port, load_tokens
 from inspector.station.hub import Hub
+from inspector.station.kiosk import Kiosk
 from inspector.station.state import StationState
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,11 @@ def bind_socket(bind: str) -> socket.socket:
     return sock
 
 
+def _local(host: str) -> str:
+    """The address a browser on this machine reaches a socket bound to ``host`` by (wildcard -> loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
 class Station:
     """``start()`` then ``url``; ``stop()`` closes the web server and the sockets to the daemons."""
 
@@ -50,6 +58,8 @@ class Station:
         self.server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
+        self.kiosk: Kiosk | None = None
+        self.kiosk_error = ""
 
     def start(self, timeout_s: float = 10.0) -> str:
         host, _ = host_port(self.cfg.bind)
@@ -76,9 +86,26 @@ class Station:
             time.sleep(0.02)
         h, port = sock.getsockname()[:2]
         self.url = f"http://{'[' + h + ']' if ':' in h else h}:{port}/"
+        if self.cfg.kiosk:
+            self._start_kiosk(_local(h), port)
         return self.url
 
+    def _start_kiosk(self, host: str, port: int) -> None:
+        """The browser on this station's page; if it cannot start, an error logged and kept, the page served on."""
+        url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+        kiosk = Kiosk(url, self.cfg.browser_nice, self.cfg.browser, self.cfg.browser_args)
+        try:
+            kiosk.start()
+        except InspectorError as e:
+            self.kiosk_error = str(e)
+            log.error("%s; the station keeps serving %s", e, self.url)
+            return
+        self.kiosk = kiosk
+
     def stop(self) -> None:
+        if self.kiosk is not None:  # first: a browser left running would only retry its WebSocket
+            self.kiosk.stop()
+            self.kiosk = None
         if self.server is not None:
             self.server.should_exit = True
         if self._thread is not None:

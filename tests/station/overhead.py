@@ -10,6 +10,11 @@ Arms, interleaved in every round so a neighbour's load hits them alike:
 - ``alone``: the daemon with its default preview topic (5 live JPEGs per second and every reject as PNG);
 - ``station``: the same, with ``inspector station`` (a separate process; it runs at nice 10 by default)
   subscribed and a headless Chromium showing its page (WebSocket connected, gallery loading reject pictures);
+- ``station-kiosk``: the same as ``station``, but the browser is the one ``inspector station --kiosk`` starts
+  itself (the product's own launcher, inspector/station/kiosk.py, given the same headless flags and window size
+  as the Selenium browser): the whole browser tree at nice 19 (``DEFAULT_BROWSER_NICE``) and unable to raise it,
+  so it renders only in CPU time the daemon leaves. Each row reports the highest priority (lowest nice) found
+  among the browser's threads; the page counts as attached once the station reports its WebSocket (``clients``);
 - ``station-only``: the station subscribed, no browser (a browser on another PC);
 - ``no-preview``: the daemon with the preview topic off (``preview.rate_fps: 0``, ``rejects: false``).
 
@@ -28,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -36,6 +42,7 @@ import numpy as np
 from inspector.client.subscriber import ControlClient, Subscriber
 from inspector.config import load_dataclass
 from inspector.protocol.messages import EndOfStream, Heartbeat, Result
+from inspector.station.config import DEFAULT_BROWSER_NICE
 from inspector.stream.config import DaemonConfig
 from inspector.stream.daemon import Daemon
 from tests.stream.overhead import start_daemon
@@ -43,29 +50,54 @@ from tests.stream.overhead import start_daemon
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def _children() -> dict[int, list[int]]:
+    """parent pid -> its children's pids, from /proc."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    return children
+
+
+def tree_of(pid: int) -> list[int]:
+    """``pid`` and its living descendants."""
+    pids, children, i = [pid], _children(), 0
+    while i < len(pids):
+        pids += children.get(pids[i], [])
+        i += 1
+    return pids
+
+
 def cpu_s(pid: int, tree: bool = False) -> float:
     """User + system CPU seconds of ``pid`` (and with ``tree`` its living descendants) from /proc."""
-    pids, total = [pid], 0.0
-    if tree:
-        children: dict[int, list[int]] = {}
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                try:
-                    ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError):
-                    continue
-                children.setdefault(ppid, []).append(int(d.name))
-        i = 0
-        while i < len(pids):
-            pids += children.get(pids[i], [])
-            i += 1
-    for p in pids:
+    total = 0.0
+    for p in tree_of(pid) if tree else [pid]:
         try:
             f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         total += (int(f[11]) + int(f[12])) / TICK
     return total
+
+
+def lowest_nice(pid: int) -> int | None:
+    """The lowest nice value (highest priority) of any thread of ``pid``'s tree (stat field 19), None if gone."""
+    nices = []
+    for p in tree_of(pid):
+        try:
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                nices.append(int((t / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+            except (OSError, IndexError):
+                continue
+    return min(nices) if nices else None
 
 
 def _port() -> int:
@@ -85,33 +117,53 @@ def frames_folder(video: Path, out: Path, n: int = 32) -> Path:
     return out
 
 
-class Attached:
-    """``inspector station`` as a separate process and a headless Chromium on its page."""
+# The Selenium browser's (tests/station/support.py) rendering flags and window, for the kiosk arm alike.
+KIOSK_BROWSER_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                      "--window-size=1600,1100"]
 
-    def __init__(self, pub: str, ctl: str, home: Path, browser: bool = True) -> None:
-        from tests.station.support import chromium_driver
+
+class Attached:
+    """``inspector station`` as a separate process and a headless Chromium on its page: driven by Selenium, or
+    (``kiosk``) the one the station starts itself with ``--kiosk``."""
+
+    def __init__(self, pub: str, ctl: str, home: Path, browser: bool = True, kiosk: bool = False) -> None:
+        from tests.station.support import CHROMIUM, chromium_driver
 
         port = _port()
         env = {**os.environ, "INSPECTOR_STATION_TOKEN": "bench-token-0123456789"}
-        self.proc = subprocess.Popen([sys.executable, "-c", "import sys; from inspector.cli import main; "
-                                      "sys.exit(main())", "station", "--connect", pub, "--control", ctl, "--bind",
-                                      f"127.0.0.1:{port}", "--home", str(home)], stdout=subprocess.PIPE, env=env,
-                                     text=True)
+        argv = [sys.executable, "-c", "import sys; from inspector.cli import main; sys.exit(main())", "station",
+                "--connect", pub, "--control", ctl, "--bind", f"127.0.0.1:{port}", "--home", str(home)]
+        if kiosk:
+            cfg = home / "station.yaml"
+            cfg.parent.mkdir(parents=True, exist_ok=True)
+            cfg.write_text(json.dumps({"browser": str(CHROMIUM), "browser_args": KIOSK_BROWSER_ARGS}))  # YAML too
+            argv += ["--config", str(cfg), "--kiosk"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("station: http"):
             raise RuntimeError(f"the station did not start: {line!r}")
-        self.driver = chromium_driver() if browser else None
-        if self.driver is None:
-            return
-        self.driver.get(f"http://127.0.0.1:{port}/")
-        deadline = time.monotonic() + 30
-        while self.driver.find_element("id", "conn").get_attribute("data-state") != "live":
+        self.driver = chromium_driver() if browser and not kiosk else None
+        self.browser_pid: int | None = None
+        if kiosk:
+            self._wait(lambda: _clients(port) >= 1, "the kiosk page's WebSocket did not connect (see the station's "
+                       "log above)")
+            self.browser_pid = _children()[self.proc.pid][0]  # the station's one child: the kiosk browser
+        elif self.driver is not None:
+            self.driver.get(f"http://127.0.0.1:{port}/")
+            self.browser_pid = self.driver.service.process.pid
+            self._wait(lambda: self.driver.find_element("id", "conn").get_attribute("data-state") == "live",
+                       "the page's WebSocket did not connect")
+
+    @staticmethod
+    def _wait(cond, what: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not cond():
             if time.monotonic() > deadline:
-                raise RuntimeError("the page's WebSocket did not connect")
+                raise RuntimeError(what)
             time.sleep(0.1)
 
     def cpu(self) -> tuple[float, float]:
-        return cpu_s(self.proc.pid), cpu_s(self.driver.service.process.pid, tree=True) if self.driver else 0.0
+        return cpu_s(self.proc.pid), cpu_s(self.browser_pid, tree=True) if self.browser_pid else 0.0
 
     def close(self) -> None:
         from tests.station.support import quit_driver
@@ -120,6 +172,12 @@ class Attached:
             quit_driver(self.driver)
         self.proc.terminate()
         self.proc.wait(20)
+
+
+def _clients(port: int) -> int:
+    """How many pages the station on ``port`` has connected (its /api/state)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/state", timeout=5) as r:
+        return int(json.loads(r.read())["clients"])
 
 
 def run(args: argparse.Namespace, images: Path, tmp: Path, arm: str, pace: float = 0.0) -> dict:
@@ -138,7 +196,8 @@ def run(args: argparse.Namespace, images: Path, tmp: Path, arm: str, pace: float
     }, "station overhead")
     d, t = start_daemon(Daemon(cfg), 300)
     pub, ctl = d.endpoints["publish"][0], d.endpoints["control"]
-    attached = Attached(pub, ctl, tmp, browser=arm != "station-only") if arm.startswith("station") else None
+    attached = Attached(pub, ctl, tmp, browser=arm != "station-only", kiosk=arm == "station-kiosk") \
+        if arm.startswith("station") else None
     sub = Subscriber(pub, line="bench")
     while not isinstance((m := sub.recv(1000)) and m[0], Heartbeat):
         pass
@@ -156,6 +215,7 @@ def run(args: argparse.Namespace, images: Path, tmp: Path, arm: str, pace: float
             break
     wall = time.monotonic() - wall0
     cpu1 = attached.cpu() if attached else (0.0, 0.0)
+    nice = lowest_nice(attached.browser_pid) if attached and attached.browser_pid else None
     daemon_cpu = cpu_s(os.getpid()) - self0
     t.join(60)
     sub.close()
@@ -166,6 +226,10 @@ def run(args: argparse.Namespace, images: Path, tmp: Path, arm: str, pace: float
            "fails": sum(r.decision != "PASS" for r in results), "daemon_cpu_pct": 100 * daemon_cpu / wall}
     if attached:
         out.update(station_cpu_pct=100 * (cpu1[0] - cpu0[0]) / wall, browser_cpu_pct=100 * (cpu1[1] - cpu0[1]) / wall)
+    if nice is not None:
+        out["browser_lowest_nice"] = nice  # the kiosk arm's should be DEFAULT_BROWSER_NICE
+        if arm == "station-kiosk" and nice != DEFAULT_BROWSER_NICE:
+            print(f"warning: a kiosk browser thread ran at nice {nice}, not {DEFAULT_BROWSER_NICE}", flush=True)
     return out
 
 
@@ -180,8 +244,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=600)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--paced-s", type=float, default=30.0)
-    ap.add_argument("--arms", default="alone,station,station-only,no-preview",
-                    help="comma-separated: alone, station, station-only, no-preview, live-only, rejects-only")
+    ap.add_argument("--arms", default="alone,station,station-kiosk,station-only,no-preview",
+                    help="comma-separated: alone, station, station-kiosk, station-only, no-preview, live-only, "
+                    "rejects-only")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="station-overhead-"))
     images = frames_folder(Path(args.video), tmp / "frames")
