@@ -28,6 +28,7 @@ from typing import Any
 import zmq
 
 from inspector.bridge.config import LineConfig
+from inspector.bridge.loopreq import LoopRequests
 from inspector.client.subscriber import ControlClient, Subscriber
 from inspector.errors import ProtocolError
 from inspector.protocol.messages import EndOfStream, Message
@@ -92,6 +93,7 @@ class DaemonLink:
         self._sub: Subscriber | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._check: asyncio.TimerHandle | None = None
+        self._requests: LoopRequests | None = None
 
     @property
     def line(self) -> str:
@@ -110,6 +112,8 @@ class DaemonLink:
         called on the loop. ``detach()`` (also on the loop) before ``stop()``."""
         self._sub = Subscriber(self.cfg.publish, line=self.cfg.line, curve=self._curve, ctx=self.ctx)
         self._loop = loop
+        self._requests = LoopRequests(loop, self.cfg.control, self.cfg.request_timeout_ms, self.cfg.request_retries,
+                                      self._curve, self.ctx, self.clock)
         loop.add_reader(self._sub.sock.getsockopt(zmq.FD), self._drain)
         self._check = loop.call_later(self._poll_s, self._tick)
         loop.call_soon(self._drain)  # the FD is edge-triggered: read what came before the reader was added
@@ -117,12 +121,21 @@ class DaemonLink:
     def detach(self) -> None:
         if self._loop is None or self._sub is None:
             return
+        self._requests.close()
+        self._requests = None
         self._loop.remove_reader(self._sub.sock.getsockopt(zmq.FD))
         if self._check is not None:
             self._check.cancel()
         self.bad_messages = self._sub.bad
         self._sub.close()
         self._sub = self._loop = None
+
+    def request_now(self, cmd: str, on_send: Callable[[], None] | None = None, **args: Any) -> asyncio.Future:
+        """Attached only, on the loop: a fast command (trigger) sent from the loop itself, no thread hand-off
+        (:mod:`inspector.bridge.loopreq`); the asyncio Future gives the reply as :meth:`request`'s does."""
+        if self._requests is None:
+            raise RuntimeError("request_now needs the link attached to a loop")
+        return self._requests.request(cmd, on_send=on_send, **args)
 
     def _drain(self) -> None:
         # ZeroMQ's FD only signals that EVENTS changed: read until EVENTS says nothing is left, every time.
@@ -147,12 +160,20 @@ class DaemonLink:
             pool.submit(client.close)
             pool.shutdown(wait=True)
 
-    def request(self, cmd: str, slow: bool = False, **args: Any) -> Future:
+    def request(self, cmd: str, slow: bool = False, on_send: Callable[[], None] | None = None,
+                **args: Any) -> Future:
         """Send a control command; the Future gives the reply ``{"ok", "result"|"error"}`` or raises
         ProtocolError when the daemon did not answer after the Lazy Pirate retries. ``slow``: a command that
-        loads an engine (switch_product): one attempt of ``switch_timeout_ms``, on its own thread."""
+        loads an engine (switch_product): one attempt of ``switch_timeout_ms``, on its own thread.
+        ``on_send`` is called on that thread just before the request goes out (the OPC UA bridge times parts)."""
         client = self._slow if slow else self._fast
-        return (self._slow_pool if slow else self._fast_pool).submit(client.request, cmd, **args)
+
+        def call() -> dict[str, Any]:
+            if on_send is not None:
+                on_send()
+            return client.request(cmd, **args)
+
+        return (self._slow_pool if slow else self._fast_pool).submit(call)
 
     def _run(self) -> None:
         sub = Subscriber(self.cfg.publish, line=self.cfg.line, curve=self._curve, ctx=self.ctx)

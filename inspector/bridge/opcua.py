@@ -2,8 +2,8 @@
 
 Threads: the asyncua server and every handshake step run on one asyncio loop. Each line's
 :class:`~inspector.bridge.link.DaemonLink` is attached to that loop: the loop reads the daemon's messages
-itself, no thread hand-off between a result and ResultValid. Control requests run on the link's executors
-and are awaited here. PLC writes are
+and sends the triggers itself, no thread hand-off between a PLC's Trigger and the daemon nor between a result
+and ResultValid. The other control requests run on the link's executors and are awaited here. PLC writes are
 seen in asyncua's PostWrite callback, which runs before the write is answered: when a PLC's write of Trigger
 returns, the bridge has already taken the trigger (Busy) and reset Trigger.
 
@@ -221,11 +221,19 @@ class LineObject:
                 return self.hs.last_error
             self._timing(part_id, None)
             return self.hs.result.message if self.hs.result else "not taken"
+        # The daemon hears of the part first (the request leaves from this loop, before Busy is written and
+        # the PLC's write answered), then the nodes.
         self._part[pid] = None
+        request = self.link.request_now("trigger", part_id=pid, on_send=lambda: self._sent(pid))
         self.loop.call_at(self.loop.time() + self.hs.deadline_s, self._spawn_tick)
-        self._spawn(self._send_trigger(pid))
+        self._spawn(self._await_trigger(pid, request))
         await self.refresh()
         return None
+
+    def _sent(self, part_id: str) -> None:
+        """As the trigger leaves (a part already answered is not timed again)."""
+        if part_id in self._part:
+            self._part[part_id] = self.clock()
 
     def _spawn_tick(self) -> None:
         self._spawn(self.tick())
@@ -237,10 +245,9 @@ class LineObject:
             if pid is not None and self.hs.result_valid and self.hs.result and self.hs.result.code == "TIMEOUT":
                 self._timing(pid, None)
 
-    async def _send_trigger(self, part_id: str) -> None:
-        self._part[part_id] = self.clock()
+    async def _await_trigger(self, part_id: str, request: asyncio.Future) -> None:
         try:
-            reply = await asyncio.wrap_future(self.link.request("trigger", part_id=part_id))
+            reply = await request
         except ProtocolError as e:
             changed = self.hs.refused(part_id, str(e), self.clock(), maybe_delivered=True)
         else:
