@@ -7,6 +7,10 @@
 const TOKEN_KEY = "inspector-station-token";
 const COLORS = { PASS: "#2fbf4f", FAIL: "#e5383b", ERROR: "#ffa41b" };
 const GALLERY_PERIOD_MS = 2000;
+// ...and loads at most 3 new pictures a second on average: at a high reject rate (20 a second on the benchmark
+// line, every card new at each change) it changes every 8 s instead of every 2 s; the pictures were a third
+// of the page's CPU (docs/benchmarks.md, operator station).
+const MS_PER_NEW_PICTURE = 333;
 const lines = new Map();  // line name -> {el, cards: Map(rid -> card el), liveUrl}
 let lastState = null;
 let pendingAction = null;  // what to do once signed in
@@ -133,10 +137,12 @@ function renderLine(d) {
   $(".product-input", el).disabled = !d.controllable;
   const sig = d.scores.length ? `${d.scores.length}:${d.scores[d.scores.length - 1][0]}` : "";
   if (v.chartSig !== sig) { v.chartSig = sig; drawChart($(".chart", el), d.scores); }
-  // The gallery changes at most every 2 s: at a high reject rate nobody reads faster, and the browser stays light.
+  // The gallery changes at most every 2 s: at a high reject rate nobody reads faster, and the browser stays light;
   const gsig = `${v.held}|` + d.rejects.map((r) => `${r.rid}.${r.image_version}.${r.review ? 1 : 0}`).join(",");
   const now = Date.now();
-  if (v.gallerySig !== gsig && (now - (v.galleryAt || 0) >= GALLERY_PERIOD_MS || !v.gallerySig)) {
+  const newer = v.held ? 0 : d.rejects.filter((r) => !v.cards.has(r.rid)).length;
+  const wait = Math.max(GALLERY_PERIOD_MS, newer * MS_PER_NEW_PICTURE);
+  if (v.gallerySig !== gsig && (now - (v.galleryAt || 0) >= wait || !v.gallerySig)) {
     v.gallerySig = gsig; v.galleryAt = now; renderGallery(v, d);
   }
   renderEvents(el, d.events);
