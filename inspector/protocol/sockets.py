@@ -48,9 +48,9 @@ def _heartbeats(sock: zmq.Socket, d: SocketDefaults) -> None:
 
 
 def pub_socket(ctx: zmq.Context, sndhwm: int | None = None, linger_ms: int | None = None,
-               d: SocketDefaults = DEFAULTS) -> zmq.Socket:
-    """A PUB socket (not yet bound)."""
-    s = ctx.socket(zmq.PUB)
+               d: SocketDefaults = DEFAULTS, kind: int = zmq.PUB) -> zmq.Socket:
+    """A PUB socket (not yet bound); ``kind=zmq.XPUB`` for one that also tells which topics are subscribed."""
+    s = ctx.socket(kind)
     s.setsockopt(zmq.SNDHWM, d.pub_sndhwm if sndhwm is None else sndhwm)
     s.setsockopt(zmq.LINGER, d.pub_linger_ms if linger_ms is None else linger_ms)
     _heartbeats(s, d)

@@ -23,7 +23,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inspector.protocol.messages import EndOfStream, Heartbeat, MaskInfo, Message, Preview, Result, to_header
+from inspector.protocol.messages import (
+    PREVIEW,
+    EndOfStream,
+    Heartbeat,
+    MaskInfo,
+    Message,
+    Preview,
+    Result,
+    to_header,
+    topic,
+)
 from inspector.stream.audit import AuditLog
 from inspector.stream.config import DaemonConfig
 from inspector.stream.decide import encode_png, mask_image
@@ -70,6 +80,7 @@ class Output:
         self._frames_counted = 0
         self.drift = DriftTracker(cfg.drift, cfg.line, wall)
         self.preview = Previewer(cfg.preview, lambda m, data: self.put_side(Outgoing(m, payload=data)), clock, wall)
+        self._preview_topic = topic(cfg.line, PREVIEW)
 
     def put(self, item: Outgoing) -> None:
         """A result (blocks while the inbox is full) or the end of stream."""
@@ -95,6 +106,7 @@ class Output:
         seq = 0
         while True:
             self.tick = now = self.clock()
+            self._watch_previews()
             if now >= next_hb:
                 self._safe(self._heartbeat, seq)
                 if self.audit is not None:
@@ -111,6 +123,14 @@ class Output:
             if isinstance(item.msg, EndOfStream):
                 self._drain_side()  # the end of stream is the last message
             self._safe(self._deliver, item)
+
+    def _watch_previews(self) -> None:
+        """Previews are encoded only while somebody subscribes to the preview topic (the station)."""
+        poll = getattr(self.publisher, "poll_subscriptions", None)
+        if poll is None:  # a publisher that cannot tell (tests' fakes): previews as configured
+            return
+        self._safe(lambda _: poll(), None)
+        self.preview.watched = self.publisher.wants(self._preview_topic)
 
     def _drain_side(self) -> None:
         while True:

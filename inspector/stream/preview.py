@@ -116,6 +116,9 @@ class Previewer:
         self.lossy_rejects = 0  # rejects sent as JPEG: the lossless budget was spent
         self.failures = 0
         self.cpu_s = 0.0  # CPU seconds this thread spent encoding and handing over previews
+        # Set by the output thread: does anybody subscribe to the preview topic? Nothing is encoded while not.
+        self.watched = True
+        self.unwatched = 0  # previews not encoded because nobody subscribed
 
     @property
     def dead(self) -> bool:
@@ -146,6 +149,9 @@ class Previewer:
         reject = self.cfg.rejects and result.decision != "PASS"
         live = self.rate.due(now)
         if not (reject or live):
+            return
+        if not self.watched:
+            self.unwatched += 1
             return
         with self._cv:
             if reject:

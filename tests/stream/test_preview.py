@@ -3,6 +3,8 @@ frames beside (never instead of) its results."""
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -182,3 +184,26 @@ def test_rejects_over_the_cpu_budget_come_as_jpeg_pictures(tmp_path):
     rejects = [m for m, _ in previews if m.reason == "reject"]
     assert rejects and all(m.encoding == "jpeg" and m.width == 32 for m in rejects) and lossy == len(rejects)
     assert len(rejects) == sum(r.decision == "FAIL" for r in results)
+
+
+def test_nothing_is_encoded_while_nobody_subscribes_to_previews(tmp_path):
+    """The publisher is an XPUB: while no subscriber takes the preview topic (a PLC gateway, `inspector listen
+    --line`), the daemon encodes no preview at all; a station subscribing starts them within a moment."""
+    cfg = config(tmp_path, {"kind": "memory", "width": 64, "height": 48, "rate_fps": 100.0},
+                 preview={"rate_fps": 20.0})
+    with Line(cfg) as line:
+        got = line.go()  # the harness's subscriber takes results, heartbeats, events: not previews
+        line.collect(got, 10, until=lambda g: len(g.results) >= 60)
+        preview = line.daemon.pipeline.output.preview
+        assert preview.sent == {"live": 0, "reject": 0} and preview.unwatched > 0
+        sub = Subscriber(line.pub, line="t1", kinds=("preview",))
+        try:
+            deadline = time.monotonic() + 10
+            previews = []
+            while len(previews) < 3 and time.monotonic() < deadline:
+                m = sub.recv(100)
+                if m is not None and isinstance(m[0], Preview):
+                    previews.append(m[0])
+        finally:
+            sub.close()
+    assert len(previews) == 3 and {p.reason for p in previews} <= {"live", "reject"}
