@@ -74,6 +74,8 @@ def _daemon(args: argparse.Namespace, tmp: Path, mode: str, frames: int = 0) -> 
         "zmq": {"publish": [pub], "control": ctl, "heartbeat_ms": 500},
         "audit": {"dir": str(tmp / "audit")}, "log": {"format": "text", "level": "warning"},
     }
+    for key, value in json.loads(args.daemon_set or "{}").items():  # e.g. {"preview": {"rate_fps": 0}}
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) and isinstance(cfg.get(key), dict) else value
     path = tmp / "daemon.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -259,6 +261,7 @@ def main() -> None:
     p.add_argument("--deadline-ms", type=float, default=2000.0)
     p.add_argument("--plc", choices=("poll", "watch"), default="poll",
                    help="the PLC reads ResultValid every 0.5 ms (poll) or subscribes to it (watch)")
+    p.add_argument("--daemon-set", default="", help="JSON merged into the daemon's config, per section")
     p.add_argument("--dump", default="", help="write every part's monotonic times (PLC and bridge) to this JSON file")
     p.add_argument("--results", type=int, default=500)
     p.add_argument("--outage", type=float, default=0.0)
