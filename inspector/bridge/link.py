@@ -8,7 +8,8 @@ after an outage brings the link back up without any action here.
 
 An asyncio consumer (the OPC UA bridge) can ``attach`` the link to its loop instead: the loop reads the
 subscriber's socket itself, so a result is handled in the loop's next turn rather than crossing from a thread
-(that hand-off was the largest tail of the OPC UA handshake: p99 1.3-2.2 ms, measured in tests/bridge/bench.py).
+(that hand-off was the largest tail of the OPC UA handshake: p99 1.3-2.2 ms, measured in tests/bridge/bench.py),
+and ``request_now`` sends fast commands from the loop (:mod:`inspector.bridge.loopreq`).
 
 Control requests block (Lazy Pirate: poll, re-send on a fresh socket, give up); each :class:`DaemonLink` runs
 them on two single-thread executors, one for triggers, pause and resume, one for the slow ``switch_product``,
@@ -160,20 +161,12 @@ class DaemonLink:
             pool.submit(client.close)
             pool.shutdown(wait=True)
 
-    def request(self, cmd: str, slow: bool = False, on_send: Callable[[], None] | None = None,
-                **args: Any) -> Future:
+    def request(self, cmd: str, slow: bool = False, **args: Any) -> Future:
         """Send a control command; the Future gives the reply ``{"ok", "result"|"error"}`` or raises
         ProtocolError when the daemon did not answer after the Lazy Pirate retries. ``slow``: a command that
-        loads an engine (switch_product): one attempt of ``switch_timeout_ms``, on its own thread.
-        ``on_send`` is called on that thread just before the request goes out (the OPC UA bridge times parts)."""
+        loads an engine (switch_product): one attempt of ``switch_timeout_ms``, on its own thread."""
         client = self._slow if slow else self._fast
-
-        def call() -> dict[str, Any]:
-            if on_send is not None:
-                on_send()
-            return client.request(cmd, **args)
-
-        return (self._slow_pool if slow else self._fast_pool).submit(call)
+        return (self._slow_pool if slow else self._fast_pool).submit(client.request, cmd, **args)
 
     def _run(self) -> None:
         sub = Subscriber(self.cfg.publish, line=self.cfg.line, curve=self._curve, ctx=self.ctx)

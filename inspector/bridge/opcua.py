@@ -3,7 +3,8 @@
 Threads: the asyncua server and every handshake step run on one asyncio loop. Each line's
 :class:`~inspector.bridge.link.DaemonLink` is attached to that loop: the loop reads the daemon's messages
 and sends the triggers itself, no thread hand-off between a PLC's Trigger and the daemon nor between a result
-and ResultValid. The other control requests run on the link's executors and are awaited here. PLC writes are
+and ResultValid; Pause, Resume and status go the same way, in order with the triggers. A product switch runs
+on the link's own thread and is awaited here. PLC writes are
 seen in asyncua's PostWrite callback, which runs before the write is answered: when a PLC's write of Trigger
 returns, the bridge has already taken the trigger (Busy) and reset Trigger.
 
@@ -163,7 +164,7 @@ class LineObject:
         await self.refresh()
         if up:
             try:
-                reply = await asyncio.wrap_future(self.link.request("status"))
+                reply = await self.link.request_now("status")
             except ProtocolError as e:
                 log.warning("line %s: status request failed: %s", self.cfg.line, e)
                 return
@@ -268,7 +269,10 @@ class LineObject:
             cmd = {"SwitchProduct": "switch_product", "Pause": "pause", "Resume": "resume"}[name]
             kwargs = {"product": str(values[0] or "")} if name == "SwitchProduct" else {}
             try:
-                reply = await asyncio.wrap_future(self.link.request(cmd, slow=name == "SwitchProduct", **kwargs))
+                # Pause and Resume go the triggers' way, in order with them; a product switch (seconds) on the
+                # link's own thread, so it never holds up a trigger.
+                reply = await (asyncio.wrap_future(self.link.request(cmd, slow=True, **kwargs)) if name == "SwitchProduct"
+                               else self.link.request_now(cmd, **kwargs))
             except ProtocolError as e:
                 return outputs(False, str(e))
             body = reply.get("result") if reply.get("ok") else reply.get("error")
