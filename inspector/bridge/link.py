@@ -114,7 +114,7 @@ class DaemonLink:
         self._sub = Subscriber(self.cfg.publish, line=self.cfg.line, curve=self._curve, ctx=self.ctx)
         self._loop = loop
         self._requests = LoopRequests(loop, self.cfg.control, self.cfg.request_timeout_ms, self.cfg.request_retries,
-                                      self._curve, self.ctx, self.clock)
+                                      self._curve, self.ctx)
         loop.add_reader(self._sub.sock.getsockopt(zmq.FD), self._drain)
         self._check = loop.call_later(self._poll_s, self._tick)
         loop.call_soon(self._drain)  # the FD is edge-triggered: read what came before the reader was added

@@ -1,6 +1,6 @@
 """Lazy Pirate control requests on an asyncio loop: the OPC UA bridge's triggers leave from the loop itself.
 
-:class:`~inspector.client.subscriber.ControlClient` blocks, so the bridges run it on a thread; handing a
+:class:`~inspector.client.subscriber.ControlClient` blocks (this shares its socket, request ids and errors), so the bridges run it on a thread; handing a
 trigger to that thread cost the handshake 0.3 ms at the median and 1.5-1.7 ms at p99 (the loop holds the GIL
 while it answers the PLC's write; tests/bridge/bench.py). Here the REQ socket belongs to the loop: ``request``
 sends at once (a REQ send only queues), the loop reads the reply from the socket's edge-triggered FD, and a
@@ -13,19 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
-import os
-import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import zmq
 
+from inspector.client.subscriber import connect_req, decode_reply, encode_request, no_reply, request_prefix
 from inspector.errors import ProtocolError
-from inspector.protocol import auth, sockets
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +31,11 @@ class LoopRequests:
     what is pending. ``on_send`` of a request is called as it first leaves."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, endpoint: str, timeout_ms: int, retries: int,
-                 curve: tuple[str, str] | None = None, ctx: zmq.Context | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 curve: tuple[str, str] | None = None, ctx: zmq.Context | None = None) -> None:
         self.loop, self.endpoint, self.timeout_ms, self.retries, self.curve = loop, endpoint, timeout_ms, retries, curve
         self.ctx = ctx or zmq.Context.instance()
-        self.clock = clock
         self._ids = itertools.count(1)
-        self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:8]}-loop"
+        self._prefix = request_prefix()
         self._queue: deque[tuple[bytes, asyncio.Future, Callable[[], None] | None]] = deque()
         self._current: tuple[bytes, asyncio.Future, Callable[[], None] | None] | None = None
         self._attempt = 0
@@ -49,7 +43,7 @@ class LoopRequests:
         self._timer: asyncio.TimerHandle | None = None
 
     def request(self, cmd: str, on_send: Callable[[], None] | None = None, **args: Any) -> asyncio.Future:
-        payload = json.dumps({"id": f"{self._prefix}-{next(self._ids)}", "cmd": cmd, **args}).encode()
+        payload = encode_request(f"{self._prefix}-{next(self._ids)}", cmd, args)
         fut = self.loop.create_future()
         self._queue.append((payload, fut, on_send))
         if self._current is None:
@@ -76,10 +70,7 @@ class LoopRequests:
     def _send(self) -> None:
         payload, _fut, on_send = self._current
         if self._sock is None:
-            self._sock = sockets.req_socket(self.ctx)
-            if self.curve:
-                auth.make_client(self._sock, *self.curve)
-            sockets.connect(self._sock, self.endpoint)
+            self._sock = connect_req(self.ctx, self.endpoint, self.timeout_ms, self.curve)
             self.loop.add_reader(self._sock.getsockopt(zmq.FD), self._readable)
         if on_send is not None and self._attempt == 0:
             on_send()
@@ -96,9 +87,9 @@ class LoopRequests:
             self._timer.cancel()
             if not fut.done():
                 try:
-                    fut.set_result(json.loads(raw))
-                except ValueError:
-                    fut.set_exception(ProtocolError(f"reply from {self.endpoint} is not JSON: {raw[:200]!r}"))
+                    fut.set_result(decode_reply(self.endpoint, raw))
+                except ProtocolError as e:
+                    fut.set_exception(e)
             self._current = None
             self._next()
             sock = self._sock
@@ -115,9 +106,7 @@ class LoopRequests:
             return
         fut = self._current[1]
         if not fut.done():
-            fut.set_exception(ProtocolError(
-                f"no reply from {self.endpoint} after {self.retries + 1} attempts of {self.timeout_ms} ms; "
-                "is `inspector run` up, and the endpoint and CURVE keys right?"))
+            fut.set_exception(no_reply(self.endpoint, self.retries + 1, self.timeout_ms))
         self._current = None
         self._next()
 

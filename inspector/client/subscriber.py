@@ -24,6 +24,40 @@ from inspector.protocol.messages import Message
 log = logging.getLogger(__name__)
 
 
+def request_prefix() -> str:
+    """A prefix for request ids unique to one client (its process and a random part)."""
+    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def encode_request(rid: str, cmd: str, args: dict[str, Any]) -> bytes:
+    return json.dumps({"id": rid, "cmd": cmd, **args}).encode()
+
+
+def connect_req(ctx: zmq.Context, endpoint: str, timeout_ms: int, curve: tuple[str, str] | None) -> zmq.Socket:
+    """A REQ socket connected to a daemon's control endpoint (CURVE client when ``curve``)."""
+    s = sockets.req_socket(ctx)
+    # A REQ send blocks while no connection is ready (a CURVE handshake the server refuses never gets
+    # ready): bounded like the reply, so a client never hangs on a daemon that will not talk to it.
+    s.setsockopt(zmq.SNDTIMEO, timeout_ms)
+    if curve:
+        auth.make_client(s, *curve)
+    sockets.connect(s, endpoint)
+    return s
+
+
+def decode_reply(endpoint: str, raw: bytes) -> dict[str, Any]:
+    """A reply's JSON; ProtocolError naming the endpoint when it is not JSON."""
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        raise ProtocolError(f"reply from {endpoint} is not JSON: {raw[:200]!r}") from e
+
+
+def no_reply(endpoint: str, attempts: int, timeout_ms: int) -> ProtocolError:
+    return ProtocolError(f"no reply from {endpoint} after {attempts} attempts of {timeout_ms} ms; "
+                         "is `inspector run` up, and the endpoint and CURVE keys right?")
+
+
 class ControlClient:
     """Sends control commands; ``request(cmd, **args)`` returns the reply's ``result`` or raises ProtocolError.
 
@@ -36,47 +70,31 @@ class ControlClient:
         self.endpoint, self.timeout_ms, self.retries, self.curve = endpoint, timeout_ms, retries, curve
         self.ctx = ctx or zmq.Context.instance()
         self._ids = itertools.count(1)
-        self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._prefix = request_prefix()
         self.sock: zmq.Socket | None = None
-
-    def _connect(self) -> zmq.Socket:
-        s = sockets.req_socket(self.ctx)
-        # A REQ send blocks while no connection is ready (a CURVE handshake the server refuses never gets
-        # ready): bounded like the reply, so a client never hangs on a daemon that will not talk to it.
-        s.setsockopt(zmq.SNDTIMEO, self.timeout_ms)
-        if self.curve:
-            auth.make_client(s, *self.curve)
-        sockets.connect(s, self.endpoint)
-        return s
 
     def request(self, cmd: str, **args: Any) -> dict[str, Any]:
         """One command with retries; the full reply dict ({'id', 'ok', 'result'|'error'})."""
-        payload = json.dumps({"id": f"{self._prefix}-{next(self._ids)}", "cmd": cmd, **args}).encode()
-        return self.send_raw(payload)
+        return self.send_raw(encode_request(f"{self._prefix}-{next(self._ids)}", cmd, args))
 
     def send_raw(self, payload: bytes) -> dict[str, Any]:
         """Send raw bytes (tests send garbage through this) and return the decoded reply."""
         for attempt in range(self.retries + 1):
             if self.sock is None:
-                self.sock = self._connect()
+                self.sock = connect_req(self.ctx, self.endpoint, self.timeout_ms, self.curve)
             try:
                 self.sock.send(payload)
                 answered = bool(self.sock.poll(self.timeout_ms, zmq.POLLIN))
             except zmq.Again:
                 answered = False
             if answered:
-                raw = self.sock.recv()
-                try:
-                    return json.loads(raw)
-                except ValueError as e:
-                    raise ProtocolError(f"reply from {self.endpoint} is not JSON: {raw[:200]!r}") from e
+                return decode_reply(self.endpoint, self.sock.recv())
             log.warning("no reply from %s within %d ms (attempt %d of %d)", self.endpoint, self.timeout_ms,
                         attempt + 1, self.retries + 1)
             # A REQ socket that sent without a reply is stuck in its state machine: throw it away.
             self.sock.close(0)
             self.sock = None
-        raise ProtocolError(f"no reply from {self.endpoint} after {self.retries + 1} attempts of {self.timeout_ms} ms; "
-                            "is `inspector run` up, and the endpoint and CURVE keys right?")
+        raise no_reply(self.endpoint, self.retries + 1, self.timeout_ms)
 
     def close(self) -> None:
         if self.sock is not None:
