@@ -41,6 +41,10 @@ def bind_socket(bind: str) -> socket.socket:
     return sock
 
 
+def _http_url(host: str, port: int) -> str:
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+
+
 def _local(host: str) -> str:
     """The address a browser on this machine reaches a socket bound to ``host`` by (wildcard -> loopback)."""
     return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
@@ -85,15 +89,14 @@ class Station:
                 raise InspectorError(f"the station's web server did not start on {self.cfg.bind}")
             time.sleep(0.02)
         h, port = sock.getsockname()[:2]
-        self.url = f"http://{'[' + h + ']' if ':' in h else h}:{port}/"
+        self.url = _http_url(h, port)
         if self.cfg.kiosk:
             self._start_kiosk(_local(h), port)
         return self.url
 
     def _start_kiosk(self, host: str, port: int) -> None:
         """The browser on this station's page; if it cannot start, an error logged and kept, the page served on."""
-        url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
-        kiosk = Kiosk(url, self.cfg.browser_nice, self.cfg.browser, self.cfg.browser_args)
+        kiosk = Kiosk(_http_url(host, port), self.cfg.browser_nice, self.cfg.browser, self.cfg.browser_args)
         try:
             kiosk.start()
         except InspectorError as e:
