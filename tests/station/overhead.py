@@ -45,58 +45,25 @@ from inspector.protocol.messages import EndOfStream, Heartbeat, Result
 from inspector.station.config import DEFAULT_BROWSER_NICE
 from inspector.stream.config import DaemonConfig
 from inspector.stream.daemon import Daemon
+from tests.station.support import children, proc_stat, process_tree, thread_nices
 from tests.stream.overhead import start_daemon
 
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _children() -> dict[int, list[int]]:
-    """parent pid -> its children's pids, from /proc."""
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    return children
-
-
-def tree_of(pid: int) -> list[int]:
-    """``pid`` and its living descendants."""
-    pids, children, i = [pid], _children(), 0
-    while i < len(pids):
-        pids += children.get(pids[i], [])
-        i += 1
-    return pids
-
-
 def cpu_s(pid: int, tree: bool = False) -> float:
     """User + system CPU seconds of ``pid`` (and with ``tree`` its living descendants) from /proc."""
     total = 0.0
-    for p in tree_of(pid) if tree else [pid]:
-        try:
-            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(f[11]) + int(f[12])) / TICK
+    for p in process_tree(pid) if tree else [pid]:
+        f = proc_stat(p)
+        if f is not None:
+            total += (int(f[11]) + int(f[12])) / TICK
     return total
 
 
 def lowest_nice(pid: int) -> int | None:
     """The lowest nice value (highest priority) of any thread of ``pid``'s tree (stat field 19), None if gone."""
-    nices = []
-    for p in tree_of(pid):
-        try:
-            tasks = list(Path(f"/proc/{p}/task").iterdir())
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                nices.append(int((t / "stat").read_text().rsplit(")", 1)[1].split()[16]))
-            except (OSError, IndexError):
-                continue
+    nices = [n for p in process_tree(pid) for n in thread_nices(p)]
     return min(nices) if nices else None
 
 
@@ -147,7 +114,7 @@ class Attached:
         if kiosk:
             self._wait(lambda: _clients(port) >= 1, "the kiosk page's WebSocket did not connect (see the station's "
                        "log above)")
-            self.browser_pid = _children()[self.proc.pid][0]  # the station's one child: the kiosk browser
+            self.browser_pid = children()[self.proc.pid][0]  # the station's one child: the kiosk browser
         elif self.driver is not None:
             self.driver.get(f"http://127.0.0.1:{port}/")
             self.browser_pid = self.driver.service.process.pid

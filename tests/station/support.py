@@ -69,3 +69,40 @@ def chromium_driver():
 def quit_driver(driver) -> None:
     driver.quit()
     shutil.rmtree(driver.profile_dir, ignore_errors=True)
+
+
+# -- processes, from /proc (the kiosk's tests and the station benchmark) -------------------------------------
+def proc_stat(pid: int, task: int | None = None) -> list[str] | None:
+    """/proc/PID[/task/TID]/stat fields from field 3 (state) on, or None when it is gone."""
+    path = f"/proc/{pid}/stat" if task is None else f"/proc/{pid}/task/{task}/stat"
+    try:
+        return Path(path).read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def children() -> dict[int, list[int]]:
+    """parent pid -> its children's pids."""
+    out: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and (f := proc_stat(int(d.name))) is not None:
+            out.setdefault(int(f[1]), []).append(int(d.name))
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its living descendants, by parent id."""
+    kids, out = children(), [pid]
+    for p in out:
+        out += kids.get(p, [])
+    return out
+
+
+def thread_nices(pid: int) -> list[int]:
+    """The nice value (stat field 19) of every thread of ``pid`` (Linux keeps one per thread)."""
+    try:
+        tasks = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:
+        return []
+    return [int(f[16]) for t in tasks if (f := proc_stat(pid, t)) is not None]
+

@@ -25,44 +25,14 @@ from inspector.station.server import Station
 from tests.stream.fakes import make_frame
 from tests.stream.harness import Line, config
 
-from .support import CHROMIUM, station_on, wait_for
+from .support import CHROMIUM, proc_stat, process_tree, station_on, thread_nices, wait_for
 
 HEADLESS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 
 
-def _stat(pid: int, task: int | None = None) -> list[str] | None:
-    """/proc/PID[/task/TID]/stat fields from field 3 (state) on, or None when it is gone."""
-    path = f"/proc/{pid}/stat" if task is None else f"/proc/{pid}/task/{task}/stat"
-    try:
-        return Path(path).read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its living descendants, by parent id."""
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit() and (f := _stat(int(d.name))) is not None:
-            children.setdefault(int(f[1]), []).append(int(d.name))
-    out = [pid]
-    for p in out:
-        out += children.get(p, [])
-    return out
-
-
-def _thread_nices(pid: int) -> list[int]:
-    """The nice value (stat field 19) of every thread of ``pid`` (Linux keeps one per thread)."""
-    try:
-        tasks = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
-    except OSError:
-        return []
-    return [int(f[16]) for t in tasks if (f := _stat(pid, t)) is not None]
-
-
 def _ended(pid: int, started: str) -> bool:
     """The process that had start time ``started`` (stat field 22) is gone or a zombie."""
-    f = _stat(pid)
+    f = proc_stat(pid)
     return f is None or f[19] != started or f[0] == "Z"
 
 
@@ -150,11 +120,11 @@ def test_chromium_in_kiosk_mode_runs_idle_connects_and_ends_with_the_station(lin
         assert st.kiosk.running
         # (a) every process of the browser and every thread in them at the configured nice. Chromium sets its
         # threads' nice values itself (0, -8 for the compositor, as root it could): none may have gone below.
-        tree = _tree(st.kiosk.pid)
+        tree = process_tree(st.kiosk.pid)
         assert len(tree) >= 3  # the browser, its zygotes, the page's renderer
-        nices = {pid: ns for pid in tree if (ns := _thread_nices(pid))}
+        nices = {pid: ns for pid in tree if (ns := thread_nices(pid))}
         assert len(nices) >= 3 and {n for ns in nices.values() for n in ns} == {want}, nices
-        started = {pid: f[19] for pid in tree if (f := _stat(pid)) is not None}
+        started = {pid: f[19] for pid in tree if (f := proc_stat(pid)) is not None}
         profile = st.kiosk.dir
         assert profile is not None and (profile / "profile").is_dir()
         assert (profile.stat().st_mode & 0o077) == 0  # the profile is private
@@ -187,7 +157,7 @@ def test_a_browser_that_dies_later_is_logged_and_one_that_ignores_sigterm_is_kil
     survivor = _script(tmp_path, "stubborn", "trap '' TERM\nsleep 60 &\nwait")
     k = Kiosk("http://127.0.0.1:9/", nice=15, browser=str(survivor))
     pid = k.start()
-    assert _thread_nices(pid) == [max(15, os.getpriority(os.PRIO_PROCESS, 0))]
+    assert thread_nices(pid) == [max(15, os.getpriority(os.PRIO_PROCESS, 0))]
     wait_for(lambda: len(group_members(pid)) == 2, what="the script's sleep")
     k.stop(timeout_s=0.5)  # SIGTERM is ignored by both: SIGKILL after half a second
     assert group_members(pid) == [] and k.dir is None
