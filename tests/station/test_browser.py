@@ -72,7 +72,7 @@ def _count(driver, k: str) -> int:
 
 
 def test_the_live_image_changes_and_the_counters_rise(page):
-    img = wait_for(lambda: page.find_elements("css selector", 'section.line[data-line="t1"] img.live[data-seq]'),
+    img = wait_for(lambda: page.find_elements("css selector", 'section.line[data-line="t1"] canvas.live[data-seq]'),
                    what="a live picture")[0]
     first_seq, first_png = img.get_attribute("data-seq"), img.screenshot_as_png
     wait_for(lambda: img.get_attribute("data-seq") != first_seq, what="a new live picture")

@@ -11,7 +11,7 @@ const GALLERY_PERIOD_MS = 2000;
 // line, every card new at each change) it changes every 8 s instead of every 2 s; the pictures were a third
 // of the page's CPU (docs/benchmarks.md, operator station).
 const MS_PER_NEW_PICTURE = 333;
-const lines = new Map();  // line name -> {el, cards: Map(rid -> card el), liveUrl}
+const lines = new Map();  // line name -> {el, cards: Map(rid -> card el), liveWant: newest live seq}
 let lastState = null;
 let pendingAction = null;  // what to do once signed in
 
@@ -80,7 +80,7 @@ function lineView(name) {
   $(".name", el).textContent = name;
   $("#empty").hidden = true;
   $("#lines").appendChild(el);
-  v = { el, cards: new Map(), liveUrl: null, held: false };
+  v = { el, cards: new Map(), liveWant: null, held: false };
   // While the operator points at or types in the gallery it holds still: no card moves away under the mouse.
   const g = $(".gallery-wrap", el);
   const hold = (on) => {
@@ -267,16 +267,25 @@ function showDecision(v, d) {
 }
 
 // -- live connection -----------------------------------------------------------------------------------------
-function onLive(buf) {
+// The live picture is drawn into a canvas from a decoded bitmap: an <img> whose src changed 5 times a second cost
+// the renderer about 40% more (docs/benchmarks.md, operator station). Pictures decode off the page's thread, so a
+// slow one can finish after a newer one: only the newest is drawn.
+async function onLive(buf) {
   const n = new DataView(buf).getUint16(0);
   const head = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 2, n)));
   const v = lineView(head.line);
-  const img = $(".live", v.el);
-  const url = URL.createObjectURL(new Blob([new Uint8Array(buf, 2 + n)], { type: "image/jpeg" }));
-  img.onload = () => { if (v.liveUrl && v.liveUrl !== url) URL.revokeObjectURL(v.liveUrl); v.liveUrl = url; };
-  img.src = url;
-  img.dataset.seq = head.seq;
-  img.dataset.frame = head.frame_id;
+  v.liveWant = head.seq;
+  let bmp;
+  try {
+    bmp = await createImageBitmap(new Blob([new Uint8Array(buf, 2 + n)], { type: "image/jpeg" }));
+  } catch (e) { return; }  // not decodable: keep the last picture (the station checks what it forwards)
+  if (v.liveWant !== head.seq) { bmp.close(); return; }
+  const c = $(".live", v.el);
+  if (c.width !== bmp.width || c.height !== bmp.height) { c.width = bmp.width; c.height = bmp.height; }
+  c.getContext("2d").drawImage(bmp, 0, 0);
+  bmp.close();
+  c.dataset.seq = head.seq;
+  c.dataset.frame = head.frame_id;
   showDecision(v, head);
 }
 
@@ -288,8 +297,8 @@ function connect(delay = 500) {
   ws.onmessage = (ev) => {
     if (typeof ev.data === "string") {
       lastState = JSON.parse(ev.data);
-      $("#title").textContent = lastState.title;
-      document.title = `${lastState.title} station`;
+      setText($("#title"), lastState.title);
+      if (document.title !== `${lastState.title} station`) document.title = `${lastState.title} station`;
       lastState.lines.forEach(renderLine);
     } else onLive(ev.data);
   };
@@ -300,5 +309,9 @@ function connect(delay = 500) {
 }
 
 setupToken();
-setInterval(() => { $("#clock").textContent = new Date().toLocaleTimeString([], { hour12: false }); }, 1000);
+// One tick a second: the clock, and the raised-drift badge's blink, painted in the same frame.
+setInterval(() => {
+  setText($("#clock"), new Date().toLocaleTimeString([], { hour12: false }));
+  document.body.classList.toggle("tock");
+}, 1000);
 connect();
