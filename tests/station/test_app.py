@@ -134,7 +134,8 @@ def test_a_stalled_browser_and_a_dead_station_do_not_touch_inspection(tmp_path):
             raw = socket.socket()
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             raw.connect((host, int(port)))
-            with connect(f"ws://{host}:{port}/ws", sock=raw, max_size=None, close_timeout=1):  # never read from
+            # never read from; its client thread queues at most one message (max_queue), the rest waits in sockets
+            with connect(f"ws://{host}:{port}/ws", sock=raw, max_size=None, max_queue=1, close_timeout=1):
                 got = line.go()
                 mark = {"bytes": -1, "at": 0}
 
