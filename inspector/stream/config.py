@@ -189,9 +189,9 @@ class PreviewConfig:
     rejects: bool = True
     # Reject frames waiting to be encoded; past this the oldest is skipped (and counted), never inspection.
     reject_queue: int = field(default=8, metadata={"min": 1, "max": 1000})
-    # Share of one CPU core the lossless reject frames may take (PNG is dear: ~90 ms for 1080p); past it a
+    # Share of one CPU core the lossless reject frames may take (PNG is dear: 40-65 ms for 1080p); past it a
     # reject is sent as a JPEG at `width` (shown, not reviewable). 0 = never lossless.
-    reject_cpu: float = field(default=0.02, metadata={"min": 0.0, "max": 1.0})
+    reject_cpu: float = field(default=0.01, metadata={"min": 0.0, "max": 1.0})
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ waiting. The preview thread encodes (JPEG for live frames, scaled to ``preview.w
 FAIL/ERROR frames, so a review stores the very pixels inspected) and hands the message back to the output
 thread's side queue, which owns the PUB socket. A busy machine therefore skips previews, never results.
 
-Lossless frames are dear (PNG: about 4 ms for 256x256, 85 ms for 1920x1080 on one core), so they are spent
+Lossless frames are dear (PNG: about 2 ms for 256x256, 40-65 ms for 1920x1080 on one core), so they are spent
 from a CPU budget (pure :class:`CpuBudget`, ``preview.reject_cpu`` of one core): a reject that comes while the
 budget is spent gets a JPEG at the live width instead, shown in the gallery but not reviewable.
 """
@@ -51,7 +51,7 @@ class CpuBudget:
     """A token bucket of CPU seconds: it refills at ``share`` seconds per second (a share of one core), up to
     ``burst`` seconds. ``allows(now)`` while it is not in debt; ``spend(seconds)`` after the work."""
 
-    def __init__(self, share: float, burst: float = 0.25) -> None:
+    def __init__(self, share: float, burst: float = 0.1) -> None:
         self.share, self.burst = share, burst
         self.level, self.at = burst if share > 0 else 0.0, None
 
@@ -84,9 +84,9 @@ def encode_preview(result: Result, image: np.ndarray, reason: str, cfg: PreviewC
     h, w = image.shape[:2]
     if reason == "reject" and lossless:
         out, enc = image, "png"
-        # Huffman-only deflate: faster than the default strategy and, on camera images, no larger.
-        ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
-                                               cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY])
+        # OpenCV's default PNG settings: on bottle, KSDD and the demo's frames, 256x256 to 1920x1080, 1.6-2x
+        # faster than Huffman-only deflate and no larger (OpenCV 4.14 and 5.0; docs/benchmarks.md).
+        ok, buf = cv2.imencode(".png", image)
     else:
         out, enc = scaled(image, cfg.width), "jpeg"
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])

@@ -162,7 +162,7 @@ def test_the_lossless_budget_refills_at_its_share_of_a_core_and_goes_into_debt()
     assert b.allows(1.1) and b.level == pytest.approx(0.01)
     assert not CpuBudget(0.0).allows(100.0)
     b2 = CpuBudget(0.05)
-    assert b2.allows(1000.0) and b2.level == 0.25  # never banks more than the burst
+    assert b2.allows(1000.0) and b2.level == 0.1  # never banks more than the (default) burst
 
 
 def test_rejects_over_the_cpu_budget_come_as_jpeg_pictures(tmp_path):
