@@ -12,7 +12,10 @@ MQTT delivery, the wall clock of the same host.
 Trigger in one request and polls ResultValid every 0.5 ms. Per part: Trigger written -> ResultValid read (the
 PLC's span), the daemon's own capture -> publish latency (its result), and the bridge's share = the PLC's span
 minus the time from the bridge sending the control request to it receiving the daemon's result (which holds
-the wait for the next frame, inference and publishing: the daemon's work).
+the wait for the next frame, inference and publishing: the daemon's work). A polling PLC also sleeps between
+its reads: the part of those sleeps after the bridge raised ResultValid is the PLC's own cycle, not the
+bridge's time, and ``bridge_added_ms_without_plc_sleep`` leaves it out (every read's round trip stays in). A
+watching PLC (``--plc watch``) does not sleep: there the two are equal.
 
 ``mqtt``: the daemon in continuous mode; the client is a paho subscriber (persistent session, QoS 1) on a
 Mosquitto broker started here. Delivery = subscriber receive time - the daemon's ``publish_ts``. With
@@ -138,7 +141,7 @@ def bench_opcua(args: argparse.Namespace) -> dict:
     finally:
         proc.terminate()
         proc.wait(60)
-    total, bridge, daemon_span, latency = [], [], [], []
+    total, bridge, daemon_span, latency, plc_sleep, bridge_awake = [], [], [], [], [], []
     steps: dict[str, list[float]] = {"write_to_seen": [], "seen_to_sent": [], "received_to_valid": [],
                                      "valid_to_plc_read": []}
     codes: dict[str, int] = {}
@@ -150,6 +153,9 @@ def bench_opcua(args: argparse.Namespace) -> dict:
         if t.received is not None and t.sent is not None:
             daemon_span.append((t.received - t.sent) * 1000)
             bridge.append(span - daemon_span[-1])
+            # the PLC's sleeps between reads, the part after ResultValid was raised (CLOCK_MONOTONIC is system-wide)
+            plc_sleep.append(sum(max(0.0, e - max(s, t.valid)) for s, e in p["sleeps"]) * 1000)
+            bridge_awake.append(bridge[-1] - plc_sleep[-1])
             latency.append(p["LatencyMs"])
             for k, (a, b) in {"write_to_seen": (p["t_trigger"], t.seen), "seen_to_sent": (t.seen, t.sent),
                               "received_to_valid": (t.received, t.valid),
@@ -157,11 +163,13 @@ def bench_opcua(args: argparse.Namespace) -> dict:
                 steps[k].append((b - a) * 1000)
     if args.dump:
         rows = [{"part": p["PartId"], "decision": p["Decision"], "t_trigger": p["t_trigger"], "t_valid": p["t_valid"],
+                 "sleeps": p["sleeps"],
                  **{k: getattr(timings[p["PartId"]], k) for k in ("seen", "sent", "received", "valid")}} for p in parts]
         Path(args.dump).write_text(json.dumps(rows))
     return {"plc": args.plc, "parts": len(parts), "codes": codes, "trigger_to_result_valid_ms": _pct(total),
             "daemon_capture_to_publish_ms": _pct(latency), "daemon_request_to_result_ms": _pct(daemon_span),
-            "bridge_added_ms": _pct(bridge), "bridge_steps_ms": {k: _pct(v) for k, v in steps.items()},
+            "bridge_added_ms": _pct(bridge), "plc_sleep_after_valid_ms": _pct(plc_sleep),
+            "bridge_added_ms_without_plc_sleep": _pct(bridge_awake), "bridge_steps_ms": {k: _pct(v) for k, v in steps.items()},
             "load_avg": os.getloadavg()}
 
 

@@ -88,6 +88,7 @@ class Plc:
         self.client = Client(self.url, timeout=10)
         self.idx = 0
         self.watch = watch
+        self.sleeps: list[tuple[float, float]] = []
         self._changes: asyncio.Queue[tuple[Any, float]] = asyncio.Queue()
 
     async def connect(self) -> Plc:
@@ -125,7 +126,9 @@ class Plc:
 
     async def wait(self, path: str, value: Any, timeout_s: float = 10.0) -> float:
         """Poll ``path`` until it equals ``value``; the monotonic time it was seen. TimeoutError otherwise.
-        A watched ResultValid is waited for on its subscription instead."""
+        A watched ResultValid is waited for on its subscription instead. ``self.sleeps``: the (start, end) of
+        each sleep between two reads of this wait, the PLC's own idle time (the benchmark tells it apart)."""
+        self.sleeps = []
         if self.watch and path == "Handshake.ResultValid":
             return await self._watched(value, timeout_s)
         node, deadline = self.node(path), time.monotonic() + timeout_s
@@ -137,6 +140,7 @@ class Plc:
             if now > deadline:
                 raise TimeoutError(f"{self.line}.{path} is {v!r}, waited {timeout_s} s for {value!r}")
             await asyncio.sleep(self.poll_s)
+            self.sleeps.append((now, time.monotonic()))
 
     async def _watched(self, value: Any, timeout_s: float) -> float:
         deadline = time.monotonic() + timeout_s
@@ -158,9 +162,10 @@ class Plc:
         await self.client.write_values(nodes, [ua.DataValue(ua.Variant(part_id, ua.VariantType.String)),
                                                ua.DataValue(ua.Variant(True, ua.VariantType.Boolean))])
         t1 = await self.wait("Handshake.ResultValid", True, timeout_s)
+        sleeps = self.sleeps
         values = await self.client.read_values([self.node(f"Result.{f}") for f in RESULT_FIELDS])
         out = dict(zip(RESULT_FIELDS, values, strict=True))
         await self.node("Handshake.ResultAck").write_value(ua.DataValue(ua.Variant(True, ua.VariantType.Boolean)))
         await self.wait("Handshake.ResultValid", False, timeout_s)
-        out.update(t_trigger=t0, t_valid=t1)
+        out.update(t_trigger=t0, t_valid=t1, sleeps=sleeps)
         return out
