@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from inspector.bridge.certs import make_certificate
 from inspector.bridge.config import BridgeFile
 from inspector.config import load_dataclass
-from tests.stream.fakes import make_frame
+from tests.stream import fakes
 
 RESULT_FIELDS = ("PartId", "FrameId", "Decision", "Pass", "ResultCode", "Message", "Score", "NormalizedScore",
                  "LatencyMs", "ResponseMs", "Timestamp", "Regions")
@@ -37,10 +35,7 @@ def free_port() -> int:
 
 def frame_folder(path: Path, n: int = 6) -> Path:
     """``n`` frames of the fake product as PNG files (every third one FAILs with the fake backend)."""
-    path.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        cv2.imwrite(str(path / f"{i:03d}.png"), make_frame(i))
-    return path
+    return fakes.frame_folder(path, n)
 
 
 def memory_source(folder: Path, rate: float = 200.0) -> dict:

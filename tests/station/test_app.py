@@ -10,13 +10,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import cv2
 import pytest
 
 from inspector.errors import ConfigError
 from inspector.protocol.messages import Heartbeat
 from inspector.station.config import StationConfig, load_station_config, load_tokens
-from tests.stream.fakes import make_frame
+from tests.stream.fakes import frame_folder
 from tests.stream.harness import Line, config
 
 from .support import TOKEN, station_on, wait_for
@@ -37,11 +36,7 @@ def _req(url: str, method: str = "GET", body: dict | bytes | None = None, token:
 
 @pytest.fixture
 def frames(tmp_path):
-    d = tmp_path / "frames"
-    d.mkdir()
-    for i in range(12):
-        cv2.imwrite(str(d / f"{i:02d}.png"), make_frame(i))
-    return d
+    return frame_folder(tmp_path / "frames", 12)
 
 
 @pytest.fixture

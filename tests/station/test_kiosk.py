@@ -14,7 +14,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import pytest
 
 from inspector.errors import ConfigError
@@ -22,7 +21,7 @@ from inspector.station import kiosk
 from inspector.station.config import DEFAULT_BROWSER_NICE, load_station_config
 from inspector.station.kiosk import Kiosk, KioskError, group_members
 from inspector.station.server import Station
-from tests.stream.fakes import make_frame
+from tests.stream.fakes import frame_folder
 from tests.stream.harness import Line, config
 
 from .support import CHROMIUM, proc_stat, process_tree, station_on, thread_nices, wait_for
@@ -97,10 +96,7 @@ def test_the_config_keys_and_their_range():
 
 @pytest.fixture
 def line(tmp_path):
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(8):
-        cv2.imwrite(str(frames / f"{i:02d}.png"), make_frame(i))
+    frames = frame_folder(tmp_path / "frames", 8)
     cfg = config(tmp_path, {"kind": "memory", "width": 64, "height": 48, "uri": str(frames), "rate_fps": 10.0},
                  pipeline={"drop_policy": "drop_oldest"})
     with Line(cfg) as ln:

@@ -158,6 +158,14 @@ def make_frame(i: int, hw: tuple[int, int] = FRAME_HW) -> np.ndarray:
     return img
 
 
+def frame_folder(path: Path, n: int) -> Path:
+    """Frames 0..n-1 of :func:`make_frame` as PNG files in ``path`` (created), named so they sort in order."""
+    path.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        cv2.imwrite(str(path / f"{i:05d}.png"), make_frame(i))
+    return path
+
+
 def write_video(path: Path, n: int, hw: tuple[int, int] = FRAME_HW, fps: float = 25.0) -> Path:
     """An MJPG .avi of ``n`` frames (works with the headless OpenCV wheel)."""
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (hw[1], hw[0]))

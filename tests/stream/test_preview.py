@@ -14,7 +14,7 @@ from inspector.protocol.messages import ALL_KINDS, Preview, Region, Result
 from inspector.stream.config import PreviewConfig
 from inspector.stream.preview import PreviewRate, encode_preview, scaled
 
-from .fakes import expected_decision, make_frame
+from .fakes import expected_decision, frame_folder, make_frame
 from .harness import Line, config, wait_for
 
 
@@ -87,11 +87,8 @@ def _collect(line: Line, sub: Subscriber, n_results: int, timeout_s: float = 30.
 
 @pytest.mark.parametrize("rate", [5.0])
 def test_daemon_publishes_live_previews_at_the_rate_and_every_reject_losslessly(tmp_path, rate):
-    folder = tmp_path / "frames"
-    folder.mkdir()
     n = 90
-    for i in range(n):
-        cv2.imwrite(str(folder / f"{i:05d}.png"), make_frame(i))
+    folder = frame_folder(tmp_path / "frames", n)
     cfg = config(tmp_path, {"kind": "images", "uri": str(folder), "rate_fps": 30.0},
                  preview={"rate_fps": rate, "width": 32})
     with Line(cfg) as line:
@@ -166,10 +163,7 @@ def test_the_lossless_budget_refills_at_its_share_of_a_core_and_goes_into_debt()
 
 
 def test_rejects_over_the_cpu_budget_come_as_jpeg_pictures(tmp_path):
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i in range(30):
-        cv2.imwrite(str(folder / f"{i:05d}.png"), make_frame(i))
+    folder = frame_folder(tmp_path / "frames", 30)
     cfg = config(tmp_path, {"kind": "images", "uri": str(folder), "rate_fps": 30.0},
                  preview={"rate_fps": 0.0, "reject_cpu": 0.0, "width": 32})
     with Line(cfg) as line:
