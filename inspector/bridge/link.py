@@ -104,6 +104,9 @@ class DaemonLink:
         self._thread = threading.Thread(target=self._run, name=f"bridge-{self.cfg.line}-sub", daemon=True)
         self._thread.start()
 
+    def _subscriber(self) -> Subscriber:
+        return Subscriber(self.cfg.publish, line=self.cfg.line, curve=self._curve, ctx=self.ctx)
+
     @property
     def _poll_s(self) -> float:
         return max(1, min(100, self.cfg.heartbeat_ms // 10)) / 1000
@@ -111,7 +114,7 @@ class DaemonLink:
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Receive on ``loop`` (call from it) instead of a thread: ``on_message`` and ``on_state`` are then
         called on the loop. ``detach()`` (also on the loop) before ``stop()``."""
-        self._sub = Subscriber(self.cfg.publish, line=self.cfg.line, curve=self._curve, ctx=self.ctx)
+        self._sub = self._subscriber()
         self._loop = loop
         self._requests = LoopRequests(loop, self.cfg.control, self.cfg.request_timeout_ms, self.cfg.request_retries,
                                       self._curve, self.ctx)
@@ -169,7 +172,7 @@ class DaemonLink:
         return (self._slow_pool if slow else self._fast_pool).submit(client.request, cmd, **args)
 
     def _run(self) -> None:
-        sub = Subscriber(self.cfg.publish, line=self.cfg.line, curve=self._curve, ctx=self.ctx)
+        sub = self._subscriber()
         poll_ms = int(self._poll_s * 1000)
         try:
             while not self._stop.is_set():
