@@ -84,8 +84,8 @@ def encode_preview(result: Result, image: np.ndarray, reason: str, cfg: PreviewC
     h, w = image.shape[:2]
     if reason == "reject" and lossless:
         out, enc = image, "png"
-        # OpenCV's default PNG settings: on bottle, KSDD and the demo's frames, 256x256 to 1920x1080, 1.6-2x
-        # faster than Huffman-only deflate and no larger (OpenCV 4.14 and 5.0; docs/benchmarks.md).
+        # OpenCV's default PNG settings: on bottle, KSDD and the demo's frames, 256x256 to 1920x1080, 1.3-2.2x
+        # faster than Huffman-only deflate, about as large (OpenCV 4.14 and 5.0; tests/stream/png_bench.py).
         ok, buf = cv2.imencode(".png", image)
     else:
         out, enc = scaled(image, cfg.width), "jpeg"
