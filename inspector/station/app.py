@@ -80,6 +80,7 @@ class StationApp:
     def __init__(self, cfg: StationConfig, state: StationState, hub: Hub | None, tokens: dict[str, str]) -> None:
         self.cfg, self.state, self.hub, self.tokens = cfg, state, hub, tokens
         self._pictures: dict[tuple, bytes] = {}
+        self._bad_live: set[str] = set()  # lines whose non-JPEG live preview was logged
         self.ws_clients = 0
         self.ws_sent = 0  # WebSocket messages sent (completed), all clients
         self.ws_sent_bytes = 0
@@ -125,20 +126,35 @@ class StationApp:
             self._pictures[key] = pic
         return pic
 
-    def live_picture(self, line: str) -> tuple[int, dict, bytes] | None:
+    def live_message(self, line: str) -> tuple[int, bytes] | None:
+        """The page's live picture of ``line``: (seq, [2-byte header length][JSON header][JPEG]). The daemon's
+        JPEG goes as it came, and the page outlines the regions itself (``boxes``, in the JPEG's pixels): the
+        station neither decodes nor encodes it."""
         live = self.state.live(line)
         if live is None:
             return None
-        pic = self._cached(("live", line, live.seq), lambda: images.live_jpeg(live.header, live.jpeg))
+        if not live.jpeg.startswith(b"\xff\xd8"):  # not a JPEG: the page keeps its last picture
+            if line not in self._bad_live:
+                self._bad_live.add(line)
+                log.error("station: line %s sent a live preview that is not a JPEG (frame %s); not shown", line,
+                          live.header.frame_id)
+            return None
         h = live.header
-        return live.seq, {"line": line, "seq": live.seq, "frame_id": h.frame_id, "decision": h.decision,
-                          "normalized_score": h.normalized_score}, pic
+        f = h.width / (h.frame_size[0] or h.width)
+        head = json.dumps({"line": line, "seq": live.seq, "frame_id": h.frame_id, "decision": h.decision,
+                           "normalized_score": h.normalized_score,
+                           "boxes": [[round(v * f, 1) for v in r.bbox] for r in h.regions]}).encode()
+        return live.seq, len(head).to_bytes(2, "big") + head + live.jpeg
 
     async def live_jpg(self, request: Request) -> Response:
-        got = await run_in_threadpool(self.live_picture, request.path_params["line"])
-        if got is None:
+        """The live picture with the regions drawn in (for a plain ``<img>`` or a script; the page uses /ws)."""
+        line = request.path_params["line"]
+        live = self.state.live(line)
+        if live is None:
             raise HTTPException(404, "no live picture of this line yet")
-        return Response(got[2], media_type="image/jpeg")
+        pic = await run_in_threadpool(self._cached, ("live", line, live.seq),
+                                      lambda: images.live_jpeg(live.header, live.jpeg))
+        return Response(pic, media_type="image/jpeg")
 
     async def reject_jpg(self, request: Request) -> Response:
         entry = self.state.reject(request.path_params["rid"])
@@ -241,11 +257,9 @@ class StationApp:
                     self.ws_sent, self.ws_sent_bytes = self.ws_sent + 1, self.ws_sent_bytes + len(text)
                 for line, seq in self.state.live_seqs().items():
                     if sent_live.get(line) != seq:
-                        got = await run_in_threadpool(self.live_picture, line)
+                        got = self.live_message(line)
                         if got is not None:
-                            sent_live[line] = got[0]
-                            head = json.dumps(got[1]).encode()
-                            data = len(head).to_bytes(2, "big") + head + got[2]
+                            sent_live[line], data = got
                             await ws.send_bytes(data)
                             self.ws_sent, self.ws_sent_bytes = self.ws_sent + 1, self.ws_sent_bytes + len(data)
                 try:  # wait a little, and notice a browser that left

@@ -8,13 +8,18 @@ import json
 import os
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from inspector.errors import ConfigError
-from inspector.protocol.messages import Heartbeat
+from inspector.protocol.messages import Heartbeat, Preview, Region
+from inspector.station.app import StationApp
 from inspector.station.config import StationConfig, load_station_config, load_tokens
+from inspector.station.state import StationState
 from tests.stream.fakes import frame_folder
 from tests.stream.harness import Line, config
 
@@ -189,3 +194,24 @@ def test_a_reject_that_came_only_as_a_jpeg_picture_is_shown_but_not_reviewable(t
         assert status == 409 and b"reject_cpu" in msg
         snap = json.loads(_req(st.url + "api/state")[2])["lines"][0]["rejects"]
         assert any(r["has_frame"] and not r["reviewable"] for r in snap)
+
+
+def test_the_page_gets_the_daemons_live_jpeg_as_it_came_with_the_boxes_in_its_pixels(caplog):
+    state = StationState()
+    app = StationApp(StationConfig(connect=("tcp://127.0.0.1:1",)), state, None, {})
+    assert app.live_message("l1") is None  # nothing yet
+    # a 128x96 frame previewed at 64x48: the region's box is halved into the JPEG's pixels
+    header = Preview("l1", 1.0, 7, "cable", "FAIL", 2.0, (Region((40, 20, 16, 8), 128, 0.9),), (128, 96), 64, 48,
+                     "jpeg", "live", 101.0)
+    jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
+    state.apply(header, jpeg, 0.0, 0.0)
+    seq, data = app.live_message("l1")
+    n = int.from_bytes(data[:2], "big")
+    head = json.loads(data[2 : 2 + n])
+    assert data[2 + n :] == jpeg  # not decoded, not encoded again
+    assert (seq, head["seq"], head["frame_id"], head["decision"]) == (1, 1, 7, "FAIL")
+    assert head["boxes"] == [[20.0, 10.0, 8.0, 4.0]]
+    # a live preview that is not a JPEG is not forwarded (the page keeps its last picture), and is logged once
+    state.apply(replace(header, frame_id=8), b"not a jpeg", 0.0, 0.0)
+    assert app.live_message("l1") is None and app.live_message("l1") is None
+    assert sum("not a JPEG (frame 8)" in r.getMessage() for r in caplog.records) == 1

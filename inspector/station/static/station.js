@@ -269,7 +269,24 @@ function showDecision(v, d) {
 // -- live connection -----------------------------------------------------------------------------------------
 // The live picture is drawn into a canvas from a decoded bitmap: an <img> whose src changed 5 times a second cost
 // the renderer about 40% more (docs/benchmarks.md, operator station). Pictures decode off the page's thread, so a
-// slow one can finish after a newer one: only the newest is drawn.
+// slow one can finish after a newer one: only the newest is drawn. The station forwards the daemon's JPEG as it
+// is; the defect regions (head.boxes, [x, y, w, h] in its pixels) are outlined here, on a canvas at least
+// LIVE_MIN_WIDTH wide so the outlines stay crisp when a small preview is shown large.
+const LIVE_MIN_WIDTH = 256;
+const OUTLINE = "#ffe600";
+
+function drawLive(c, bmp, boxes) {
+  const f = Math.max(1, LIVE_MIN_WIDTH / bmp.width);
+  const w = Math.round(bmp.width * f), h = Math.round(bmp.height * f);
+  if (c.width !== w || c.height !== h) { c.width = w; c.height = h; }
+  const g = c.getContext("2d");
+  g.drawImage(bmp, 0, 0, w, h);
+  if (!boxes || !boxes.length) return;
+  const t = Math.max(2, Math.floor(w / 240));
+  g.strokeStyle = OUTLINE; g.lineWidth = t;
+  for (const [x, y, bw, bh] of boxes) g.strokeRect(x * f - t / 2, y * f - t / 2, bw * f + t, bh * f + t);
+}
+
 async function onLive(buf) {
   const n = new DataView(buf).getUint16(0);
   const head = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 2, n)));
@@ -281,8 +298,7 @@ async function onLive(buf) {
   } catch (e) { return; }  // not decodable: keep the last picture (the station checks what it forwards)
   if (v.liveWant !== head.seq) { bmp.close(); return; }
   const c = $(".live", v.el);
-  if (c.width !== bmp.width || c.height !== bmp.height) { c.width = bmp.width; c.height = bmp.height; }
-  c.getContext("2d").drawImage(bmp, 0, 0);
+  drawLive(c, bmp, head.boxes);
   bmp.close();
   c.dataset.seq = head.seq;
   c.dataset.frame = head.frame_id;
