@@ -7,10 +7,11 @@
 const TOKEN_KEY = "inspector-station-token";
 const COLORS = { PASS: "#2fbf4f", FAIL: "#e5383b", ERROR: "#ffa41b" };
 const GALLERY_PERIOD_MS = 2000;
-// ...and loads at most 3 new pictures a second on average: at a high reject rate (20 a second on the benchmark
-// line, every card new at each change) it changes every 8 s instead of every 2 s; the pictures were a third
-// of the page's CPU (docs/benchmarks.md, operator station).
-const MS_PER_NEW_PICTURE = 333;
+// ...and takes in at most one new picture a second on average. New cards cost the browser and the station CPU
+// that a line PC's inspection needs; at a line's usual reject rate (a few a minute) this changes nothing, while
+// at the benchmark line's 23 rejects a second the gallery shows a fresh set of 24 every 24 s, not every 8 s (3
+// a second took 2-3 % of a core more; docs/benchmarks.md, operator station).
+const MS_PER_NEW_PICTURE = 1000;
 const lines = new Map();  // line name -> {el, cards: Map(rid -> card el), liveWant: newest live seq}
 let lastState = null;
 let pendingAction = null;  // what to do once signed in
@@ -303,6 +304,8 @@ async function onLive(buf) {
   c.dataset.seq = head.seq;
   c.dataset.frame = head.frame_id;
   showDecision(v, head);
+  paint.liveAt = performance.now();
+  flushPaint();  // whatever waits goes into this picture's frame
 }
 
 function connect(delay = 500) {
@@ -313,9 +316,8 @@ function connect(delay = 500) {
   ws.onmessage = (ev) => {
     if (typeof ev.data === "string") {
       lastState = JSON.parse(ev.data);
-      setText($("#title"), lastState.title);
-      if (document.title !== `${lastState.title} station`) document.title = `${lastState.title} station`;
-      lastState.lines.forEach(renderLine);
+      paint.state = true;
+      schedulePaint();
     } else onLive(ev.data);
   };
   ws.onclose = () => {
@@ -324,10 +326,35 @@ function connect(delay = 500) {
   };
 }
 
+// -- painting ------------------------------------------------------------------------------------------------
+// Every change the page shows costs the browser a frame (style, layout, paint, composite), and on a line PC
+// without a GPU a frame costs about the same however little changed. So while live pictures arrive, the state
+// (2 a second) and the clock (1 a second) wait for the next picture and go into its frame: 5 frames a second,
+// not 8. Without live pictures (preview off, line stopped) they are painted after PAINT_WAIT_MS at the latest.
+const PAINT_WAIT_MS = 300;
+const paint = { state: false, clock: false, timer: null, liveAt: 0 };
+
+function schedulePaint() {
+  if (paint.timer !== null) return;
+  const liveFlowing = performance.now() - paint.liveAt < 1000;
+  paint.timer = setTimeout(flushPaint, liveFlowing ? PAINT_WAIT_MS : 0);
+}
+
+function flushPaint() {
+  clearTimeout(paint.timer); paint.timer = null;
+  if (paint.clock) {
+    paint.clock = false;
+    setText($("#clock"), new Date().toLocaleTimeString([], { hour12: false }));
+    document.body.classList.toggle("tock");  // the raised-drift badge's blink
+  }
+  if (paint.state && lastState) {
+    paint.state = false;
+    setText($("#title"), lastState.title);
+    if (document.title !== `${lastState.title} station`) document.title = `${lastState.title} station`;
+    lastState.lines.forEach(renderLine);
+  }
+}
+
 setupToken();
-// One tick a second: the clock, and the raised-drift badge's blink, painted in the same frame.
-setInterval(() => {
-  setText($("#clock"), new Date().toLocaleTimeString([], { hour12: false }));
-  document.body.classList.toggle("tock");
-}, 1000);
+setInterval(() => { paint.clock = true; schedulePaint(); }, 1000);  // one tick a second
 connect();
