@@ -21,6 +21,17 @@ Arms, interleaved in every round so a neighbour's load hits them alike:
 Then one paced run at the video's 15 frames per second with the station and the browser, for the station's CPU
 at 5 preview frames per second on a line that keeps up. CPU is user + system seconds from /proc (the browser:
 all of chromedriver's descendants). Not a pytest test: it needs an exported, calibrated product.
+
+``--alternate N`` measures the same in one daemon run instead (the bar's "same run"):
+
+    python -m tests.station.overhead --home H --video demo_out/line.avi --alternate 5 --window-s 24 \
+        --arms station-kiosk,station-only,station
+
+The daemon runs flat out throughout, and each station arm is attached and detached N times in turn, with a
+window without it before and after each window with it. On a shared virtual machine the speed of the machine
+itself drifts by 10-30 % within a minute, more than the effect measured; comparing each window with its two
+neighbours cancels that. Windows should be longer than the page's gallery period at the benchmark's reject
+rate (24 s, station.js), or the windows see fewer new gallery pictures than a steady page loads.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -147,20 +159,26 @@ def _clients(port: int) -> int:
         return int(json.loads(r.read())["clients"])
 
 
-def run(args: argparse.Namespace, images: Path, tmp: Path, arm: str, pace: float = 0.0) -> dict:
+def daemon_config(args: argparse.Namespace, images: Path, tmp: Path, arm: str, frames: int,
+                  pace: float = 0.0) -> DaemonConfig:
+    """The benchmark daemon: ``images`` in a loop, ``frames`` of them, every one inspected (block policy)."""
     live, rejects = {"no-preview": (False, False), "live-only": (True, False), "rejects-only": (False, True)}.get(
         arm, (True, True))
-    cfg = load_dataclass(DaemonConfig, {
+    return load_dataclass(DaemonConfig, {
         "line": "bench", "home": args.home, "product": args.product, "backend": args.backend, "device": "cpu",
         "threads": args.threads,
         "source": {"kind": "memory", "uri": str(images), "width": args.size, "height": args.size,
-                   "frames": args.frames if not pace else int(pace * args.paced_s), "rate_fps": pace},
+                   "frames": frames, "rate_fps": pace},
         "pipeline": {"queue_size": 4, "drop_policy": "block", "max_batch": 1, "batch_timeout_ms": 2,
                      "start_paused": True},
         "zmq": {"publish": ["tcp://127.0.0.1:0"], "control": "tcp://127.0.0.1:0", "heartbeat_ms": 500},
         "preview": {"rate_fps": 5.0 if live else 0.0, "rejects": rejects},
         "audit": {"dir": str(tmp / "audit")}, "log": {"format": "text", "level": "warning"},
     }, "station overhead")
+
+
+def run(args: argparse.Namespace, images: Path, tmp: Path, arm: str, pace: float = 0.0) -> dict:
+    cfg = daemon_config(args, images, tmp, arm, args.frames if not pace else int(pace * args.paced_s), pace)
     d, t = start_daemon(Daemon(cfg), 300)
     pub, ctl = d.endpoints["publish"][0], d.endpoints["control"]
     attached = Attached(pub, ctl, tmp, browser=arm != "station-only", kiosk=arm == "station-kiosk") \
@@ -200,6 +218,101 @@ def run(args: argparse.Namespace, images: Path, tmp: Path, arm: str, pace: float
     return out
 
 
+class Counter:
+    """Counts the daemon's results as they arrive (a thread): ``count_between(t0, t1)`` on ``time.monotonic``."""
+
+    def __init__(self, pub: str) -> None:
+        self.sub = Subscriber(pub, line="bench")
+        self.arrivals: list[float] = []
+        self.heartbeat = threading.Event()
+        self.ended = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.ended.is_set():
+            m = self.sub.recv(500)
+            if m is None:
+                continue
+            if isinstance(m[0], Heartbeat):
+                self.heartbeat.set()
+            elif isinstance(m[0], Result):
+                self.arrivals.append(time.monotonic())
+            elif isinstance(m[0], EndOfStream):
+                self.ended.set()
+
+    def count_between(self, t0: float, t1: float) -> int:
+        return sum(t0 <= t < t1 for t in self.arrivals)
+
+
+def alternate(args: argparse.Namespace, images: Path, tmp: Path, arms: list[str]) -> list[dict]:
+    """One daemon run; the station of each arm (station, station-kiosk or station-only) attached and detached
+    ``--alternate`` times, in turn: windows of ``--window-s`` without it (W) and with it, W A W B W B W A W ...
+    Each window starts ``--settle-s`` after the station has attached (its page's WebSocket connected) or has
+    exited, so no start-up or shut-down work falls in a window. A with-window's ratio is its throughput over the
+    mean of the two without-windows around it: a drift of the machine's speed cancels out."""
+    cfg = daemon_config(args, images, tmp, "alone", 10**9)
+    d, t = start_daemon(Daemon(cfg), 300)
+    pub, ctl = d.endpoints["publish"][0], d.endpoints["control"]
+    counter = Counter(pub)
+    if not counter.heartbeat.wait(30):
+        raise RuntimeError("no heartbeat from the daemon")
+    ControlClient(ctl).request("resume")
+    time.sleep(args.settle_s)
+    windows: list[dict] = []
+
+    def window(arm: str, attached: Attached | None) -> None:
+        cpu0, daemon0 = attached.cpu() if attached else (0.0, 0.0), cpu_s(os.getpid())
+        t0 = time.monotonic()
+        time.sleep(args.window_s)
+        t1 = time.monotonic()
+        w = {"arm": arm, "fps": counter.count_between(t0, t1) / (t1 - t0),
+             "daemon_cpu_pct": 100 * (cpu_s(os.getpid()) - daemon0) / (t1 - t0)}
+        if attached:
+            cpu1 = attached.cpu()
+            w.update(station_cpu_pct=100 * (cpu1[0] - cpu0[0]) / (t1 - t0),
+                     browser_cpu_pct=100 * (cpu1[1] - cpu0[1]) / (t1 - t0))
+        windows.append(w)
+        print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in w.items()}), flush=True)
+
+    def attached_window(arm: str) -> None:
+        a = Attached(pub, ctl, tmp / f"station{len(windows)}", browser=arm != "station-only",
+                     kiosk=arm == "station-kiosk")
+        try:
+            time.sleep(args.settle_s)
+            window(arm, a)
+        finally:
+            a.close()
+        time.sleep(args.settle_s)
+
+    try:
+        window("alone", None)
+        for k in range(args.alternate):
+            for arm in arms if k % 2 == 0 else arms[::-1]:
+                attached_window(arm)
+                window("alone", None)
+    finally:
+        d.request_stop("benchmark done")
+        t.join(60)
+        counter.ended.set()
+        counter.thread.join(5)
+        counter.sub.close()
+    out = []
+    for arm in arms:
+        ratios = [w["fps"] / (0.5 * (windows[i - 1]["fps"] + windows[i + 1]["fps"]))
+                  for i, w in enumerate(windows) if w["arm"] == arm]
+        mine = [w for w in windows if w["arm"] == arm]
+        out.append({"arm": arm, "windows": len(ratios), "window_s": args.window_s,
+                    "ratio_median": float(np.median(ratios)), "ratio_mean": float(np.mean(ratios)),
+                    "ratio_quartiles": [round(float(q), 3) for q in np.quantile(ratios, [0.25, 0.75])],
+                    **{f"{k}_mean": float(np.mean([w[k] for w in mine if k in w])) for k in
+                       ("fps", "daemon_cpu_pct", "station_cpu_pct", "browser_cpu_pct")}})
+    alone = [w for w in windows if w["arm"] == "alone"]
+    out.append({"arm": "alone", "windows": len(alone), "fps_mean": float(np.mean([w["fps"] for w in alone])),
+                "daemon_cpu_pct_mean": float(np.mean([w["daemon_cpu_pct"] for w in alone]))})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", required=True)
@@ -214,9 +327,19 @@ def main() -> None:
     ap.add_argument("--arms", default="alone,station,station-kiosk,station-only,no-preview",
                     help="comma-separated: alone, station, station-kiosk, station-only, no-preview, live-only, "
                     "rejects-only")
+    ap.add_argument("--alternate", type=int, default=0, metavar="N",
+                    help="instead of arms in separate runs: one daemon run, the station of each arm (other than "
+                    "alone) attached and detached N times, neighbouring windows compared")
+    ap.add_argument("--window-s", type=float, default=8.0)
+    ap.add_argument("--settle-s", type=float, default=2.0)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="station-overhead-"))
     images = frames_folder(Path(args.video), tmp / "frames")
+    if args.alternate:
+        for summary in alternate(args, images, tmp, [a for a in args.arms.split(",") if a.startswith("station")]):
+            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()}),
+                  flush=True)
+        return
     rows = []
     print(f"load average at start: {os.getloadavg()}", flush=True)
     run(args, images, tmp / "warm-up", "alone")  # first-run costs (imports, allocators) are not an arm's
