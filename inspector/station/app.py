@@ -80,7 +80,7 @@ class StationApp:
     def __init__(self, cfg: StationConfig, state: StationState, hub: Hub | None, tokens: dict[str, str]) -> None:
         self.cfg, self.state, self.hub, self.tokens = cfg, state, hub, tokens
         self._pictures: dict[tuple, bytes] = {}
-        self._bad_live: set[str] = set()  # lines whose non-JPEG live preview was logged
+        self._bad_live: set[tuple[str, str]] = set()  # (line, what) of malformed live previews, logged once
         self.ws_clients = 0
         self.ws_sent = 0  # WebSocket messages sent (completed), all clients
         self.ws_sent_bytes = 0
@@ -134,16 +134,24 @@ class StationApp:
         if live is None:
             return None
         if not live.jpeg.startswith(b"\xff\xd8"):  # not a JPEG: the page keeps its last picture
-            if line not in self._bad_live:
-                self._bad_live.add(line)
+            if (line, "jpeg") not in self._bad_live:
+                self._bad_live.add((line, "jpeg"))
                 log.error("station: line %s sent a live preview that is not a JPEG (frame %s); not shown", line,
                           live.header.frame_id)
             return None
         h = live.header
-        f = h.width / (h.frame_size[0] or h.width)
+        try:  # frame pixels -> the JPEG's
+            fw = h.frame_size[0] or h.width
+            f = h.width / fw if fw else 1.0
+            boxes = [[round(float(v) * f, 1) for v in r.bbox] for r in h.regions]
+        except (TypeError, ValueError, IndexError):
+            if (line, "regions") not in self._bad_live:
+                self._bad_live.add((line, "regions"))
+                log.error("station: line %s sent a live preview with unreadable regions (frame %s); shown without "
+                          "outlines", line, h.frame_id)
+            boxes = []
         head = json.dumps({"line": line, "seq": live.seq, "frame_id": h.frame_id, "decision": h.decision,
-                           "normalized_score": h.normalized_score,
-                           "boxes": [[round(v * f, 1) for v in r.bbox] for r in h.regions]}).encode()
+                           "normalized_score": h.normalized_score, "boxes": boxes}).encode()
         return live.seq, len(head).to_bytes(2, "big") + head + live.jpeg
 
     async def live_jpg(self, request: Request) -> Response:

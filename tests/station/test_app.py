@@ -196,6 +196,13 @@ def test_a_reject_that_came_only_as_a_jpeg_picture_is_shown_but_not_reviewable(t
         assert any(r["has_frame"] and not r["reviewable"] for r in snap)
 
 
+def _live(app: StationApp, line: str) -> tuple[int, dict, bytes]:
+    """(seq, header, JPEG) of the live message the page would get."""
+    seq, data = app.live_message(line)
+    n = int.from_bytes(data[:2], "big")
+    return seq, json.loads(data[2 : 2 + n]), data[2 + n :]
+
+
 def test_the_page_gets_the_daemons_live_jpeg_as_it_came_with_the_boxes_in_its_pixels(caplog):
     state = StationState()
     app = StationApp(StationConfig(connect=("tcp://127.0.0.1:1",)), state, None, {})
@@ -205,13 +212,18 @@ def test_the_page_gets_the_daemons_live_jpeg_as_it_came_with_the_boxes_in_its_pi
                      "jpeg", "live", 101.0)
     jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes()
     state.apply(header, jpeg, 0.0, 0.0)
-    seq, data = app.live_message("l1")
-    n = int.from_bytes(data[:2], "big")
-    head = json.loads(data[2 : 2 + n])
-    assert data[2 + n :] == jpeg  # not decoded, not encoded again
+    seq, head, pic = _live(app, "l1")
+    assert pic == jpeg  # not decoded, not encoded again
     assert (seq, head["seq"], head["frame_id"], head["decision"]) == (1, 1, 7, "FAIL")
     assert head["boxes"] == [[20.0, 10.0, 8.0, 4.0]]
     # a live preview that is not a JPEG is not forwarded (the page keeps its last picture), and is logged once
     state.apply(replace(header, frame_id=8), b"not a jpeg", 0.0, 0.0)
     assert app.live_message("l1") is None and app.live_message("l1") is None
     assert sum("not a JPEG (frame 8)" in r.getMessage() for r in caplog.records) == 1
+    # sizes of 0, or a box that is not numbers: the picture still goes, without the outlines that cannot be read
+    state.apply(replace(header, frame_id=9, width=0, frame_size=(0, 0)), jpeg, 0.0, 0.0)
+    assert _live(app, "l1")[1]["frame_id"] == 9
+    state.apply(replace(header, frame_id=10, regions=(Region(("a", 2, 3, 4), 1, 0.5),)), jpeg, 0.0, 0.0)
+    _, head, pic = _live(app, "l1")
+    assert (head["frame_id"], head["boxes"], pic) == (10, [], jpeg)
+    assert any("unreadable regions (frame 10)" in r.getMessage() for r in caplog.records)

@@ -296,7 +296,7 @@ async function onLive(buf) {
   let bmp;
   try {
     bmp = await createImageBitmap(new Blob([new Uint8Array(buf, 2 + n)], { type: "image/jpeg" }));
-  } catch (e) { return; }  // not decodable: keep the last picture (the station checks what it forwards)
+  } catch (e) { return; }  // not decodable: keep the last picture (the station forwards only JPEGs)
   if (v.liveWant !== head.seq) { bmp.close(); return; }
   const c = $(".live", v.el);
   drawLive(c, bmp, head.boxes);
