@@ -140,9 +140,8 @@ class StationApp:
                           live.header.frame_id)
             return None
         h = live.header
-        try:  # frame pixels -> the JPEG's
-            fw = h.frame_size[0] or h.width
-            f = h.width / fw if fw else 1.0
+        try:
+            f = images.preview_scale(h)
             boxes = [[round(float(v) * f, 1) for v in r.bbox] for r in h.regions]
         except (TypeError, ValueError, IndexError):
             if (line, "regions") not in self._bad_live:

@@ -43,14 +43,19 @@ def _boxes(img: np.ndarray, regions: tuple[Region, ...], scale: float) -> None:
         cv2.rectangle(img, (x - t, y - t), (x + w + t, y + h + t), OUTLINE, t, cv2.LINE_AA)
 
 
+def preview_scale(header: Preview) -> float:
+    """From frame pixels (the regions) to the live preview's: its width over the frame's (1.0 if either is 0)."""
+    fw = header.frame_size[0] or header.width
+    return header.width / fw if fw else 1.0
+
+
 def live_jpeg(header: Preview, jpeg: bytes) -> bytes:
     """The live preview with its result's regions outlined (boxes scaled from frame pixels)."""
     img = _decode(jpeg)
     if img is None:
         raise ValueError(f"live preview of frame {header.frame_id} is not a decodable JPEG")
     img, f = _upscale(img, MIN_WIDTH)
-    fw = header.frame_size[0] or header.width
-    _boxes(img, header.regions, f * header.width / fw)
+    _boxes(img, header.regions, f * preview_scale(header))
     return _jpeg(img)
 
 
