@@ -2,6 +2,7 @@
 
     python -m tests.bridge.bench opcua --home H --product cable --images DIR --parts 300
     python -m tests.bridge.bench mqtt --home H --product cable --images DIR --results 500 --outage 10
+    python -m tests.bridge.bench floor --parts 1000 [--burn]
 
 Three processes, as on a line: the daemon (``inspector run``, a memory source of ``--images`` resized to the
 product's frame size, paced at ``--rate`` frames/s, onnxruntime on the CPU), the bridge (this process), and
@@ -21,6 +22,14 @@ watching PLC (``--plc watch``) does not sleep: there the two are equal.
 Mosquitto broker started here. Delivery = subscriber receive time - the daemon's ``publish_ts``. With
 ``--outage S`` the broker is killed once a third of the results are in and restarted S seconds later;
 catch-up = broker restart -> the subscriber has every result the daemon published before the restart.
+
+``floor``: what two asyncua endpoints on this machine take for the same exchange without the bridge or a
+daemon. A bare asyncua server, secured as the bridge is (``inspector.bridge.opcua.secure``: Basic256Sha256
+SignAndEncrypt, trusted client certificates, the X509 user token), raises a Boolean from its PostWrite callback
+at once; a client in another process writes a Boolean, learns of the raised flag from a subscription
+(publishing interval 0, as ``--plc watch``) and reads it back once, ``--parts`` times after ``--warmup``, 25 ms
+apart. With
+``--burn`` a third process keeps one core busy throughout, as the daemon's inference does during a part.
 
 ``--fake`` uses the tests' fake backend (tests/stream/fakes.py) instead of a product.
 """
@@ -173,6 +182,103 @@ def bench_opcua(args: argparse.Namespace) -> dict:
             "load_avg": os.getloadavg()}
 
 
+async def _floor_server(cfg_file: BridgeFile, ready: mp.Event) -> None:
+    from asyncua import Server, ua
+    from asyncua.common.callback import CallbackType
+
+    from inspector.bridge.opcua import secure
+
+    settings = cfg_file.bridges[0].settings
+    server = Server()
+    await server.init()
+    server.set_endpoint(settings.endpoint)
+    await secure(server, settings)
+    idx = await server.register_namespace(settings.namespace)
+    obj = await server.nodes.objects.add_object(ua.NodeId("floor", idx), ua.QualifiedName("floor", idx))
+    trigger = await obj.add_variable(ua.NodeId("floor.Trigger", idx), ua.QualifiedName("Trigger", idx), False)
+    await trigger.set_writable()
+    flag = await obj.add_variable(ua.NodeId("floor.Valid", idx), ua.QualifiedName("Valid", idx), False)
+
+    async def post_write(event, _dispatcher) -> None:
+        value = event.request_params.NodesToWrite[0].Value.Value.Value
+        await server.write_attribute_value(flag.nodeid, ua.DataValue(ua.Variant(bool(value), ua.VariantType.Boolean)))
+
+    server.subscribe_server_callback(CallbackType.PostWrite, post_write)
+    await server.start()
+    ready.set()
+    while True:
+        await asyncio.sleep(3600)
+
+
+def _floor_server_process(cfg_file: BridgeFile, ready: mp.Event) -> None:
+    asyncio.run(_floor_server(cfg_file, ready))
+
+
+async def _floor_client(port: int, certs, warmup: int, parts: int) -> dict:
+    from asyncua import Client, ua
+    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+
+    client = Client(f"opc.tcp://127.0.0.1:{port}/inspector/", timeout=10)
+    client.application_uri = certs.plc.uri
+    await client.set_security(SecurityPolicyBasic256Sha256, str(certs.plc.cert), str(certs.plc.key),
+                              server_certificate=str(certs.server.cert))
+    await client.load_client_certificate(str(certs.plc.cert))
+    await client.load_private_key(str(certs.plc.key))
+    await client.connect()
+    changes: asyncio.Queue = asyncio.Queue()
+
+    class Handler:
+        def datachange_notification(self, node, value, data) -> None:
+            changes.put_nowait((value, time.monotonic()))
+
+    try:
+        idx = await client.get_namespace_index("urn:inspector:bridge")
+        trigger, flag = (client.get_node(ua.NodeId(f"floor.{n}", idx)) for n in ("Trigger", "Valid"))
+        sub = await client.create_subscription(0, Handler())
+        await sub.subscribe_data_change(flag, sampling_interval=0)
+        await changes.get()  # the initial value
+        exchange, read = [], []
+        for i in range(warmup + parts):
+            want = i % 2 == 0
+            t0 = time.monotonic()
+            await trigger.write_value(ua.DataValue(ua.Variant(want, ua.VariantType.Boolean)))
+            while True:
+                value, t1 = await changes.get()
+                if value == want:
+                    break
+            t2 = time.monotonic()
+            await flag.read_value()
+            if i >= warmup:
+                exchange.append((t1 - t0) * 1000)
+                read.append((time.monotonic() - t2) * 1000)
+            await asyncio.sleep(0.025)
+    finally:
+        await client.disconnect()
+    return {"write_to_notification_ms": _pct(exchange), "read_round_trip_ms": _pct(read)}
+
+
+def bench_floor(args: argparse.Namespace) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-floor-"))
+    certs = make_certs(tmp)
+    port = free_port()
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    server = ctx.Process(target=_floor_server_process, args=(opcua_file(certs, [{"line": "floor", "publish": "tcp://127.0.0.1:1", "control": "tcp://127.0.0.1:1"}], port), ready), daemon=True)
+    server.start()
+    burn = None
+    try:
+        if not ready.wait(60):
+            raise RuntimeError("the floor's OPC UA server did not start")
+        if args.burn:
+            burn = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        out = asyncio.run(_floor_client(port, certs, args.warmup, args.parts))
+    finally:
+        if burn is not None:
+            burn.kill()
+        server.kill()
+    return {"parts": args.parts, "burn": args.burn, **out, "load_avg": os.getloadavg()}
+
+
 def _subscriber_process(port: int, topic: str, path: str, ready: mp.Event) -> None:
     import paho.mqtt.client as mqtt
 
@@ -256,10 +362,10 @@ def bench_mqtt(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("opcua", "mqtt"))
+    p.add_argument("what", choices=("opcua", "mqtt", "floor"))
     p.add_argument("--home", default="")
     p.add_argument("--product", default="cable")
-    p.add_argument("--images", required=True, help="folder of images for the memory source")
+    p.add_argument("--images", default="", help="folder of images for the memory source (opcua, mqtt)")
     p.add_argument("--fake", action="store_true", help="the tests' fake backend instead of a product")
     p.add_argument("--backend", default="onnxruntime")
     p.add_argument("--threads", type=int, default=0)
@@ -273,8 +379,12 @@ def main() -> None:
     p.add_argument("--dump", default="", help="write every part's monotonic times (PLC and bridge) to this JSON file")
     p.add_argument("--results", type=int, default=500)
     p.add_argument("--outage", type=float, default=0.0)
+    p.add_argument("--burn", action="store_true", help="floor: keep one core busy meanwhile")
     args = p.parse_args()
-    print(json.dumps(bench_opcua(args) if args.what == "opcua" else bench_mqtt(args), indent=2))
+    if args.what != "floor" and not args.images:
+        p.error(f"{args.what} needs --images")
+    run = {"opcua": bench_opcua, "mqtt": bench_mqtt, "floor": bench_floor}[args.what]
+    print(json.dumps(run(args), indent=2))
 
 
 if __name__ == "__main__":

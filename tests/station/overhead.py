@@ -261,13 +261,20 @@ def alternate(args: argparse.Namespace, images: Path, tmp: Path, arms: list[str]
     time.sleep(args.settle_s)
     windows: list[dict] = []
 
+    preview = d.pipeline.output.preview
+
     def window(arm: str, attached: Attached | None) -> None:
         cpu0, daemon0 = attached.cpu() if attached else (0.0, 0.0), cpu_s(os.getpid())
+        p0, sent0, lossy0 = preview.cpu_s, dict(preview.sent), preview.lossy_rejects
         t0 = time.monotonic()
         time.sleep(args.window_s)
         t1 = time.monotonic()
+        # The daemon's own share of the cost: its preview thread encodes only while somebody subscribes.
         w = {"arm": arm, "fps": counter.count_between(t0, t1) / (t1 - t0),
-             "daemon_cpu_pct": 100 * (cpu_s(os.getpid()) - daemon0) / (t1 - t0)}
+             "daemon_cpu_pct": 100 * (cpu_s(os.getpid()) - daemon0) / (t1 - t0),
+             "preview_cpu_pct": 100 * (preview.cpu_s - p0) / (t1 - t0),
+             "previews_per_s": {k: round((preview.sent[k] - sent0[k]) / (t1 - t0), 2) for k in sent0},
+             "lossy_rejects_per_s": (preview.lossy_rejects - lossy0) / (t1 - t0)}
         if attached:
             cpu1 = attached.cpu()
             w.update(station_cpu_pct=100 * (cpu1[0] - cpu0[0]) / (t1 - t0),
@@ -306,7 +313,7 @@ def alternate(args: argparse.Namespace, images: Path, tmp: Path, arms: list[str]
                     "ratio_median": float(np.median(ratios)), "ratio_mean": float(np.mean(ratios)),
                     "ratio_quartiles": [round(float(q), 3) for q in np.quantile(ratios, [0.25, 0.75])],
                     **{f"{k}_mean": float(np.mean([w[k] for w in mine if k in w])) for k in
-                       ("fps", "daemon_cpu_pct", "station_cpu_pct", "browser_cpu_pct")}})
+                       ("fps", "daemon_cpu_pct", "preview_cpu_pct", "station_cpu_pct", "browser_cpu_pct")}})
     alone = [w for w in windows if w["arm"] == "alone"]
     out.append({"arm": "alone", "windows": len(alone), "fps_mean": float(np.mean([w["fps"] for w in alone])),
                 "daemon_cpu_pct_mean": float(np.mean([w["daemon_cpu_pct"] for w in alone]))})
