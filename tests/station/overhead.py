@@ -30,7 +30,8 @@ all of chromedriver's descendants). Not a pytest test: it needs an exported, cal
 The daemon runs flat out throughout, and each station arm is attached and detached N times in turn, with a
 window without it before and after each window with it. On a shared virtual machine the speed of the machine
 itself drifts by 10-30 % within a minute, more than the effect measured; comparing each window with its two
-neighbours cancels that. Windows should be longer than the page's gallery period at the benchmark's reject
+neighbours cancels that; each window also reports ``steal_pct``, the CPU the hypervisor gave to other guests
+meanwhile (% of one vCPU), which is what moves the machine's speed on a shared host. Windows should be longer than the page's gallery period at the benchmark's reject
 rate (24 s, station.js), or the windows see fewer new gallery pictures than a steady page loads.
 """
 
@@ -71,6 +72,12 @@ def cpu_s(pid: int, tree: bool = False) -> float:
         if f is not None:
             total += (int(f[11]) + int(f[12])) / TICK
     return total
+
+
+def steal_s() -> float:
+    """CPU seconds the hypervisor gave to others (all vCPUs, /proc/stat's steal): the host's share of a scatter."""
+    with open("/proc/stat") as f:
+        return int(f.readline().split()[8]) / TICK
 
 
 def lowest_nice(pid: int) -> int | None:
@@ -265,7 +272,7 @@ def alternate(args: argparse.Namespace, images: Path, tmp: Path, arms: list[str]
 
     def window(arm: str, attached: Attached | None) -> None:
         cpu0, daemon0 = attached.cpu() if attached else (0.0, 0.0), cpu_s(os.getpid())
-        p0, sent0, lossy0 = preview.cpu_s, dict(preview.sent), preview.lossy_rejects
+        p0, sent0, lossy0, steal0 = preview.cpu_s, dict(preview.sent), preview.lossy_rejects, steal_s()
         t0 = time.monotonic()
         time.sleep(args.window_s)
         t1 = time.monotonic()
@@ -274,7 +281,8 @@ def alternate(args: argparse.Namespace, images: Path, tmp: Path, arms: list[str]
              "daemon_cpu_pct": 100 * (cpu_s(os.getpid()) - daemon0) / (t1 - t0),
              "preview_cpu_pct": 100 * (preview.cpu_s - p0) / (t1 - t0),
              "previews_per_s": {k: round((preview.sent[k] - sent0[k]) / (t1 - t0), 2) for k in sent0},
-             "lossy_rejects_per_s": (preview.lossy_rejects - lossy0) / (t1 - t0)}
+             "lossy_rejects_per_s": (preview.lossy_rejects - lossy0) / (t1 - t0),
+             "steal_pct": 100 * (steal_s() - steal0) / (t1 - t0)}
         if attached:
             cpu1 = attached.cpu()
             w.update(station_cpu_pct=100 * (cpu1[0] - cpu0[0]) / (t1 - t0),
@@ -313,10 +321,12 @@ def alternate(args: argparse.Namespace, images: Path, tmp: Path, arms: list[str]
                     "ratio_median": float(np.median(ratios)), "ratio_mean": float(np.mean(ratios)),
                     "ratio_quartiles": [round(float(q), 3) for q in np.quantile(ratios, [0.25, 0.75])],
                     **{f"{k}_mean": float(np.mean([w[k] for w in mine if k in w])) for k in
-                       ("fps", "daemon_cpu_pct", "preview_cpu_pct", "station_cpu_pct", "browser_cpu_pct")}})
+                       ("fps", "daemon_cpu_pct", "preview_cpu_pct", "station_cpu_pct", "browser_cpu_pct",
+                        "steal_pct")}})
     alone = [w for w in windows if w["arm"] == "alone"]
     out.append({"arm": "alone", "windows": len(alone), "fps_mean": float(np.mean([w["fps"] for w in alone])),
-                "daemon_cpu_pct_mean": float(np.mean([w["daemon_cpu_pct"] for w in alone]))})
+                "daemon_cpu_pct_mean": float(np.mean([w["daemon_cpu_pct"] for w in alone])),
+                "steal_pct_mean": float(np.mean([w["steal_pct"] for w in alone]))})
     return out
 
 
