@@ -28,8 +28,8 @@ daemon. A bare asyncua server, secured as the bridge is (``inspector.bridge.opcu
 SignAndEncrypt, trusted client certificates, the X509 user token), raises a Boolean from its PostWrite callback
 at once; a client in another process writes a Boolean, learns of the raised flag from a subscription
 (publishing interval 0, as ``--plc watch``) and reads it back once, ``--parts`` times after ``--warmup``, 25 ms
-apart. With
-``--burn`` a third process keeps one core busy throughout, as the daemon's inference does during a part.
+apart. With ``--burn`` a third process keeps one core busy throughout, as the daemon's inference does during a
+part.
 
 ``--fake`` uses the tests' fake backend (tests/stream/fakes.py) instead of a product.
 """
@@ -263,7 +263,9 @@ def bench_floor(args: argparse.Namespace) -> dict:
     port = free_port()
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
-    server = ctx.Process(target=_floor_server_process, args=(opcua_file(certs, [{"line": "floor", "publish": "tcp://127.0.0.1:1", "control": "tcp://127.0.0.1:1"}], port), ready), daemon=True)
+    # A bridge file needs a line; the floor's server has none of its nodes, and nothing connects to it.
+    unused = {"line": "floor", "publish": "tcp://127.0.0.1:1", "control": "tcp://127.0.0.1:1"}
+    server = ctx.Process(target=_floor_server_process, args=(opcua_file(certs, [unused], port), ready), daemon=True)
     server.start()
     burn = None
     try:
