@@ -31,8 +31,9 @@ The daemon runs flat out throughout, and each station arm is attached and detach
 window without it before and after each window with it. On a shared virtual machine the speed of the machine
 itself drifts by 10-30 % within a minute, more than the effect measured; comparing each window with its two
 neighbours cancels that; each window also reports ``steal_pct``, the CPU the hypervisor gave to other guests
-meanwhile (% of one vCPU), which is what moves the machine's speed on a shared host. Windows should be longer than the page's gallery period at the benchmark's reject
-rate (24 s, station.js), or the windows see fewer new gallery pictures than a steady page loads.
+meanwhile (% of one vCPU), which is what moves the machine's speed on a shared host. Windows should be longer
+than the page's gallery period at the benchmark's reject rate (24 s, station.js), or the windows see fewer new
+gallery pictures than a steady page loads.
 """
 
 from __future__ import annotations
