@@ -187,6 +187,7 @@ async def _floor_server(cfg_file: BridgeFile, ready: mp.Event) -> None:
     from asyncua.common.callback import CallbackType
 
     from inspector.bridge.opcua import secure
+    from inspector.bridge.opcua_space import written
 
     settings = cfg_file.bridges[0].settings
     server = Server()
@@ -200,8 +201,9 @@ async def _floor_server(cfg_file: BridgeFile, ready: mp.Event) -> None:
     flag = await obj.add_variable(ua.NodeId("floor.Valid", idx), ua.QualifiedName("Valid", idx), False)
 
     async def post_write(event, _dispatcher) -> None:
-        value = event.request_params.NodesToWrite[0].Value.Value.Value
-        await server.write_attribute_value(flag.nodeid, ua.DataValue(ua.Variant(bool(value), ua.VariantType.Boolean)))
+        for nodeid, value in written(event.request_params, event.response_params):  # as the bridge reads them
+            if nodeid == trigger.nodeid:
+                await server.write_attribute_value(flag.nodeid, ua.DataValue(ua.Variant(value, ua.VariantType.Boolean)))
 
     server.subscribe_server_callback(CallbackType.PostWrite, post_write)
     await server.start()
@@ -215,37 +217,19 @@ def _floor_server_process(cfg_file: BridgeFile, ready: mp.Event) -> None:
 
 
 async def _floor_client(port: int, certs, warmup: int, parts: int) -> dict:
-    from asyncua import Client, ua
-    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+    from asyncua import ua
 
-    client = Client(f"opc.tcp://127.0.0.1:{port}/inspector/", timeout=10)
-    client.application_uri = certs.plc.uri
-    await client.set_security(SecurityPolicyBasic256Sha256, str(certs.plc.cert), str(certs.plc.key),
-                              server_certificate=str(certs.server.cert))
-    await client.load_client_certificate(str(certs.plc.cert))
-    await client.load_private_key(str(certs.plc.key))
-    await client.connect()
-    changes: asyncio.Queue = asyncio.Queue()
-
-    class Handler:
-        def datachange_notification(self, node, value, data) -> None:
-            changes.put_nowait((value, time.monotonic()))
-
+    plc = await Plc(port, "floor", certs).connect()  # the bench's PLC: same security, same X509 user token
     try:
-        idx = await client.get_namespace_index("urn:inspector:bridge")
-        trigger, flag = (client.get_node(ua.NodeId(f"floor.{n}", idx)) for n in ("Trigger", "Valid"))
-        sub = await client.create_subscription(0, Handler())
-        await sub.subscribe_data_change(flag, sampling_interval=0)
-        await changes.get()  # the initial value
+        await plc.subscribe("Valid")
+        await plc.changed_to(False, 10)  # the initial value
+        trigger, flag = plc.node("Trigger"), plc.node("Valid")
         exchange, read = [], []
         for i in range(warmup + parts):
             want = i % 2 == 0
             t0 = time.monotonic()
             await trigger.write_value(ua.DataValue(ua.Variant(want, ua.VariantType.Boolean)))
-            while True:
-                value, t1 = await changes.get()
-                if value == want:
-                    break
+            t1 = await plc.changed_to(want, 10)
             t2 = time.monotonic()
             await flag.read_value()
             if i >= warmup:
@@ -253,7 +237,7 @@ async def _floor_client(port: int, certs, warmup: int, parts: int) -> dict:
                 read.append((time.monotonic() - t2) * 1000)
             await asyncio.sleep(0.025)
     finally:
-        await client.disconnect()
+        await plc.close()
     return {"write_to_notification_ms": _pct(exchange), "read_round_trip_ms": _pct(read)}
 
 

@@ -100,9 +100,13 @@ class Plc:
         await self.client.connect()
         self.idx = await self.client.get_namespace_index("urn:inspector:bridge")
         if self.watch:
-            sub = await self.client.create_subscription(0, self)
-            await sub.subscribe_data_change(self.node("Handshake.ResultValid"), sampling_interval=0)
+            await self.subscribe("Handshake.ResultValid")
         return self
+
+    async def subscribe(self, path: str) -> None:
+        """Learn of ``path``'s changes from a subscription (publishing interval 0): :meth:`changed_to`."""
+        sub = await self.client.create_subscription(0, self)
+        await sub.subscribe_data_change(self.node(path), sampling_interval=0)
 
     def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
         """asyncua's subscription handler: a change of the watched ResultValid, stamped when it arrived."""
@@ -125,7 +129,7 @@ class Plc:
         each sleep between two reads of this wait, the PLC's own idle time (the benchmark tells it apart)."""
         self.sleeps = []
         if self.watch and path == "Handshake.ResultValid":
-            return await self._watched(value, timeout_s)
+            return await self.changed_to(value, timeout_s)
         node, deadline = self.node(path), time.monotonic() + timeout_s
         while True:
             v = await node.read_value()
@@ -137,13 +141,14 @@ class Plc:
             await asyncio.sleep(self.poll_s)
             self.sleeps.append((now, time.monotonic()))
 
-    async def _watched(self, value: Any, timeout_s: float) -> float:
+    async def changed_to(self, value: Any, timeout_s: float) -> float:
+        """The monotonic time a subscribed change to ``value`` arrived (changes to other values are skipped)."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 v, t = await asyncio.wait_for(self._changes.get(), max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                raise TimeoutError(f"{self.line}.Handshake.ResultValid: no change to {value!r} in {timeout_s} s") from None
+                raise TimeoutError(f"{self.line}: no subscribed change to {value!r} in {timeout_s} s") from None
             if v == value:
                 return t
 

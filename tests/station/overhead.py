@@ -321,12 +321,14 @@ def alternate(args: argparse.Namespace, images: Path, tmp: Path, arms: list[str]
     def per_cpu(w: dict) -> float:
         return w["fps"] / (ncpu - w["steal_pct"] / 100)
 
+    def neighbour_ratios(arm: str, speed) -> list[float]:
+        return [speed(w) / (0.5 * (speed(windows[i - 1]) + speed(windows[i + 1])))
+                for i, w in enumerate(windows) if w["arm"] == arm]
+
     out = []
     for arm in arms:
-        ratios = [w["fps"] / (0.5 * (windows[i - 1]["fps"] + windows[i + 1]["fps"]))
-                  for i, w in enumerate(windows) if w["arm"] == arm]
-        adjusted = [per_cpu(w) / (0.5 * (per_cpu(windows[i - 1]) + per_cpu(windows[i + 1])))
-                    for i, w in enumerate(windows) if w["arm"] == arm]
+        ratios = neighbour_ratios(arm, lambda w: w["fps"])
+        adjusted = neighbour_ratios(arm, per_cpu)
         mine = [w for w in windows if w["arm"] == arm]
         out.append({"arm": arm, "windows": len(ratios), "window_s": args.window_s,
                     "ratio_median": float(np.median(ratios)), "ratio_mean": float(np.mean(ratios)),
